@@ -19,7 +19,8 @@ from glmtrt.log import setup_logging
 _STAGES = (
     "glmtrt.convert.commands",   # inspect, convert, verify
     "glmtrt.build.commands",     # plan, build
-    "glmtrt.triton.commands",    # repo, serve
+    "glmtrt.triton.commands",    # repo (generate, --check)
+    "glmtrt.triton.server",      # serve
     "glmtrt.client.commands",    # chat, generate, bench
     "glmtrt.demo",               # demo
 )
