@@ -1,0 +1,88 @@
+"""Model-family registry, keyed on the HF config's `architectures`.
+
+One row per HF architecture name. A row says which family folder handles it and which HF weight
+layout ("source format") it has. Unknown architectures get an error listing the supported ones.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from glmtrt.errors import GlmtrtError
+from glmtrt.models import chatglm
+
+
+@dataclass(frozen=True)
+class FamilyEntry:
+    """How glmtrt handles one HF architecture."""
+
+    architecture: str
+    family: str                       # family folder under glmtrt/models
+    source_format: str                # HF weight layout
+    description: str
+    spec_from_config: Callable[..., Any]
+    layer_rows: Callable[[Any], list]
+    global_rows: Callable[[Any], list]
+    ignored: tuple[str, ...]
+    trtllm_config: Callable[..., dict]
+
+
+def _chatglm(arch: str, fmt: str, description: str) -> FamilyEntry:
+    spec_fn = chatglm.spec_from_chatglm_config if fmt == "chatglm" else chatglm.spec_from_glm_config
+    return FamilyEntry(arch, "chatglm", fmt, description, spec_fn, chatglm.layer_rows,
+                       chatglm.global_rows, chatglm.IGNORED[fmt], chatglm.trtllm_config)
+
+
+REGISTRY: dict[str, FamilyEntry] = {e.architecture: e for e in (
+    _chatglm("ChatGLMModel", "chatglm", "ChatGLM3-6B (-base, -32k), GLM-4-9B-chat (THUDM layout)"),
+    _chatglm("ChatGLMForConditionalGeneration", "chatglm", "ChatGLM3 / GLM-4 (THUDM layout)"),
+    _chatglm("GlmForCausalLM", "hf-glm", "GLM-4 / ChatGLM in transformers layout (e.g. glm-4-9b-chat-hf)"),
+)}
+
+
+def supported_architectures() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def read_hf_config(model_dir: str | Path) -> dict[str, Any]:
+    """Parse `<model_dir>/config.json` with clear errors."""
+    path = Path(model_dir) / "config.json"
+    if not Path(model_dir).is_dir():
+        raise GlmtrtError(f"model directory {model_dir} does not exist",
+                          expected="a Hugging Face model directory with config.json and weights")
+    if not path.is_file():
+        raise GlmtrtError(f"{path} is missing", expected="a Hugging Face model directory with config.json",
+                          fix="download the whole model repository, not only the weights")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GlmtrtError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise GlmtrtError(f"{path} holds {type(cfg).__name__}", expected="a JSON object")
+    return cfg
+
+
+def resolve(cfg: Mapping[str, Any]) -> FamilyEntry:
+    """The registry row of an HF config, by its `architectures` list."""
+    archs = cfg.get("architectures") or []
+    for arch in archs:
+        if arch in REGISTRY:
+            return REGISTRY[arch]
+    found = ", ".join(archs) if archs else "no 'architectures' entry"
+    raise GlmtrtError(f"unsupported architecture: {found}",
+                      expected="one of: " + ", ".join(supported_architectures()),
+                      fix="glmtrt converts ChatGLM3 / GLM-4 checkpoints; check config.json 'architectures'")
+
+
+def load_model(model_dir: str | Path, chatglm_version: str | None = None):
+    """(registry entry, spec) of an HF model directory."""
+    cfg = read_hf_config(model_dir)
+    entry = resolve(cfg)
+    return entry, entry.spec_from_config(cfg, chatglm_version)
+
+
+def load_model_spec(model_dir: str | Path, chatglm_version: str | None = None):
+    """The frozen spec (dims, version, ...) of an HF model directory."""
+    return load_model(model_dir, chatglm_version)[1]
