@@ -1,0 +1,272 @@
+"""ReferenceModel: what a TensorRT-LLM chatglm engine computes, in plain torch.
+
+Follows TensorRT-LLM 1.2.x `tensorrt_llm/models/chatglm/model.py` for ChatGLM2/3 and GLM-4
+(GLM_ARCH2_VERSIONS):
+
+- `ChatGLMDecoderLayer.forward`: norm_out = input_layernorm(x); attn = attention(norm_out);
+  residual = norm_out if apply_residual_connection_post_layernorm else x; h = residual + attn;
+  norm2 = post_layernorm(h); out = (norm2 if apply_residual... else h) + mlp(norm2).
+- Attention: causal mask, q_scaling 1.0 so scores are q.k / sqrt(head_size)
+  (`apply_query_key_layer_scaling` is always written False by chatglm/config.py); GQA where query
+  head i reads kv head i // (num_heads / num_kv_heads); `rope_gptj` rotary on the first
+  int(head_size * rotary_pct) dims, interleaved pairs (x[2i], x[2i+1]) rotated by
+  pos * rotary_base^(-2i/rotary_dim), the rest of the head passes through.
+- MLP `swiglu` (`tensorrt_llm/functional.py` swiglu): fc output [value; gate] -> silu(gate) * value.
+- RmsNorm (or LayerNorm when `rmsnorm` is false) with `norm_epsilon`; ln_f; lm_head; logits in
+  float32 (`logits_dtype` default float32 in chatglm/config.py).
+
+Precision: `dtype=None` runs float32 math over upcast weights — the numerical *model* of the engine.
+The engine itself computes in its checkpoint dtype (fp16/bf16 GEMMs, fp32 norms and softmax);
+`dtype="auto"` (or an explicit half dtype) mimics that: matmuls and residuals in the half dtype,
+norm statistics, rotary and softmax in float32, logits cast to float32. `verify`'s tolerance table
+is measured for that mode.
+
+Thread safety: after construction nothing is mutated. forward() is functional (it returns a new
+`past`), generate() owns its cache and random generator, so requests may run in threads.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from glmtrt.errors import GlmtrtError
+from glmtrt.reference import sampling
+from glmtrt.reference.weights import Geometry, _torch_dtype, load_merged_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    ln1_w: object
+    ln1_b: object
+    qkv_w: object
+    qkv_b: object
+    dense_w: object
+    dense_b: object
+    ln2_w: object
+    ln2_b: object
+    fc_w: object
+    fc_b: object
+    proj_w: object
+    proj_b: object
+
+
+def rope_gptj_inv_freq(rotary_dim: int, base: float):
+    """inv_freq[i] = base^(-2i/rotary_dim), i < rotary_dim/2, in float64 then float32."""
+    import torch
+
+    exponent = torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim
+    return (1.0 / (float(base) ** exponent)).to(torch.float32)
+
+
+def apply_rope_gptj(x, cos, sin, rotary_dim: int):
+    """Rotate interleaved pairs of the first `rotary_dim` dims of x [..., T, D]; cos/sin [T, rotary_dim/2]."""
+    import torch
+
+    rot = x[..., :rotary_dim].float()
+    even, odd = rot[..., 0::2], rot[..., 1::2]
+    out = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
+    return torch.cat((out.to(x.dtype), x[..., rotary_dim:]), dim=-1)
+
+
+class ReferenceModel:
+    """CPU/CUDA executor of a TensorRT-LLM chatglm checkpoint (see module docstring)."""
+
+    def __init__(self, config: dict, weights: dict, device="cpu", dtype=None):
+        import torch
+
+        self.config = dict(config)
+        geo = Geometry.from_config(config)
+        self.geometry = geo
+        self.vocab_size = geo.vocab_size
+        self.device = torch.device(device)
+        if dtype == "auto":
+            dtype = config.get("dtype", "float32")
+        self.dtype = _torch_dtype(dtype) or torch.float32
+        if geo.num_heads % geo.num_kv_heads:
+            raise GlmtrtError(f"num_attention_heads={geo.num_heads} is not a multiple of "
+                              f"num_key_value_heads={geo.num_kv_heads}")
+        self.eps = float(config.get("norm_epsilon", 1e-5))
+        self.rmsnorm = bool(config.get("rmsnorm", True))
+        self.post_ln_residual = bool(config.get("apply_residual_connection_post_layernorm", False))
+        act = config.get("hidden_act", "swiglu")
+        if act != "swiglu":
+            raise GlmtrtError(f"hidden_act {act!r} is not supported", expected="swiglu")
+        self.rotary_dim = int(geo.head_size * float(config.get("rotary_pct", 0.5)))
+        self.pos_scale = 1.0
+        scaling = config.get("rotary_scaling")
+        if scaling:
+            if scaling.get("type") != "linear":
+                raise GlmtrtError(f"rotary_scaling {scaling!r} is not supported",
+                                  expected="null or {'type': 'linear', 'factor': f}")
+            self.pos_scale = 1.0 / float(scaling["factor"])
+        self.inv_freq = rope_gptj_inv_freq(self.rotary_dim,
+                                           float(config.get("rotary_base", 10000.0))).to(self.device)
+
+        def w(name, required=True):
+            t = weights.get(name)
+            if t is None:
+                if required:
+                    raise GlmtrtError(f"checkpoint lacks tensor {name!r}",
+                                      expected="the tensor names of docs/INTERFACES.md section 1")
+                return None
+            return t.to(device=self.device, dtype=self.dtype)
+
+        self.embedding = w("transformer.vocab_embedding.weight")
+        self.layers = []
+        for i in range(geo.num_layers):
+            p = f"transformer.layers.{i}."
+            self.layers.append(_Layer(
+                w(p + "input_layernorm.weight"), w(p + "input_layernorm.bias", False),
+                w(p + "attention.qkv.weight"), w(p + "attention.qkv.bias", False),
+                w(p + "attention.dense.weight"), w(p + "attention.dense.bias", False),
+                w(p + "post_layernorm.weight"), w(p + "post_layernorm.bias", False),
+                w(p + "mlp.fc.weight"), w(p + "mlp.fc.bias", False),
+                w(p + "mlp.proj.weight"), w(p + "mlp.proj.bias", False)))
+        self.ln_f_w, self.ln_f_b = w("transformer.ln_f.weight"), w("transformer.ln_f.bias", False)
+        lm_head = w("lm_head.weight", required=False)
+        self.lm_head = lm_head if lm_head is not None else self.embedding  # share_embedding_table
+        q_rows = (geo.num_heads + 2 * geo.num_kv_heads) * geo.head_size
+        for i, layer in enumerate(self.layers):
+            if tuple(layer.qkv_w.shape) != (q_rows, geo.hidden_size):
+                raise GlmtrtError(f"layer {i} qkv weight has shape {tuple(layer.qkv_w.shape)}",
+                                  expected=f"({q_rows}, {geo.hidden_size}) after merging shards")
+
+    @classmethod
+    def from_checkpoint(cls, ckpt_dir: str | Path, device="cpu", dtype=None) -> "ReferenceModel":
+        """Load a TensorRT-LLM checkpoint dir (any tp_size; shards merged).
+
+        dtype None: float32 math (default); "auto": the checkpoint's dtype; or
+        "float32"/"float16"/"bfloat16"/a torch.dtype.
+        """
+        cfg, weights = load_merged_weights(ckpt_dir)
+        model = cls(cfg, weights, device=device, dtype=dtype)
+        log.info("reference model: %d layers, vocab %d, compute %s on %s (checkpoint %s, tp %d)",
+                 model.geometry.num_layers, model.vocab_size, model.dtype, model.device,
+                 cfg.get("dtype"), model.geometry.tp_size)
+        return model
+
+    # ------------------------------------------------------------------ numerics
+
+    def _norm(self, x, weight, bias):
+        import torch
+
+        xf = x.float()
+        if self.rmsnorm:
+            y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        else:
+            y = torch.nn.functional.layer_norm(xf, (xf.shape[-1],), eps=self.eps)
+        y = y.to(x.dtype) * weight
+        return y + bias if bias is not None else y
+
+    @staticmethod
+    def _linear(x, weight, bias):
+        import torch
+
+        return torch.nn.functional.linear(x, weight, bias)
+
+    def _attention(self, layer: _Layer, x, cos, sin, past_kv, positions):
+        import torch
+
+        geo = self.geometry
+        b, t, _ = x.shape
+        hd, nh, nkv = geo.head_size, geo.num_heads, geo.num_kv_heads
+        qkv = self._linear(x, layer.qkv_w, layer.qkv_b)
+        q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+        q = q.view(b, t, nh, hd).transpose(1, 2)
+        k = k.view(b, t, nkv, hd).transpose(1, 2)
+        v = v.view(b, t, nkv, hd).transpose(1, 2)
+        q = apply_rope_gptj(q, cos, sin, self.rotary_dim)
+        k = apply_rope_gptj(k, cos, sin, self.rotary_dim)
+        if past_kv is not None:
+            k = torch.cat((past_kv[0], k), dim=2)
+            v = torch.cat((past_kv[1], v), dim=2)
+        s = k.shape[2]
+        rep = nh // nkv
+        qg = q.reshape(b, nkv, rep, t, hd).float()
+        scores = torch.matmul(qg, k.float().unsqueeze(2).transpose(-1, -2)) / math.sqrt(hd)
+        mask = torch.arange(s, device=x.device)[None, :] > positions[:, None]
+        scores = scores.masked_fill(mask, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        out = torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd)
+        out = out.transpose(1, 2).reshape(b, t, nh * hd)
+        return self._linear(out, layer.dense_w, layer.dense_b), (k, v)
+
+    def _mlp(self, layer: _Layer, x):
+        import torch
+
+        value, gate = self._linear(x, layer.fc_w, layer.fc_b).chunk(2, dim=-1)
+        return self._linear(torch.nn.functional.silu(gate) * value, layer.proj_w, layer.proj_b)
+
+    def forward(self, input_ids, past=None):
+        """Logits float32 [B, T, V] for input_ids [B, T] continuing after `past` (None = fresh).
+
+        Returns (logits, past); `past` is a tuple of per-layer (k, v) tensors [B, kv_heads, S, D]
+        after rotary, treated as immutable (a new tuple is returned each call).
+        """
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)
+            if ids.dim() != 2 or ids.shape[1] == 0:
+                raise GlmtrtError(f"input_ids of shape {tuple(ids.shape)}", expected="[batch, tokens>=1]")
+            if int(ids.min()) < 0 or int(ids.max()) >= self.embedding.shape[0]:
+                raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
+                                  expected=f"ids in [0, {self.embedding.shape[0]})")
+            start = 0 if past is None else past[0][0].shape[2]
+            t = ids.shape[1]
+            positions = torch.arange(start, start + t, device=self.device)
+            freqs = (positions.float() * self.pos_scale)[:, None] * self.inv_freq[None, :]
+            cos, sin = freqs.cos(), freqs.sin()
+            h = torch.nn.functional.embedding(ids, self.embedding)
+            new_past = []
+            for i, layer in enumerate(self.layers):
+                normed = self._norm(h, layer.ln1_w, layer.ln1_b)
+                attn, kv = self._attention(layer, normed, cos, sin,
+                                           None if past is None else past[i], positions)
+                new_past.append(kv)
+                h = (normed if self.post_ln_residual else h) + attn
+                normed = self._norm(h, layer.ln2_w, layer.ln2_b)
+                h = (normed if self.post_ln_residual else h) + self._mlp(layer, normed)
+            h = self._norm(h, self.ln_f_w, self.ln_f_b)
+            logits = self._linear(h, self.lm_head, None).float()
+        return logits, tuple(new_past)
+
+    __call__ = forward
+
+    def generate(self, ids, max_new_tokens: int, end_id: int, stop_ids=(), temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> Iterator[int]:
+        """Yield new token ids one at a time (batch 1, KV cache).
+
+        Greedy when temperature == 0 or top_k == 1. Generation ends after `max_new_tokens`, at
+        `end_id` (not yielded, like the engine's end_id) or after yielding a token in `stop_ids`.
+        """
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise GlmtrtError("generate() got an empty prompt", expected="at least one token id")
+        if max_new_tokens < 0:
+            raise GlmtrtError(f"max_new_tokens={max_new_tokens}", expected=">= 0")
+        sampling.validate_sampling(temperature, top_k, top_p)
+        stop = {int(s) for s in stop_ids}
+        generator = None if sampling.is_greedy(temperature, top_k) else \
+            sampling.make_generator(seed, self.device)
+        return self._generate(ids, max_new_tokens, int(end_id), stop, temperature, top_k, top_p, generator)
+
+    def _generate(self, ids, max_new_tokens, end_id, stop, temperature, top_k, top_p, generator):
+        import torch
+
+        if max_new_tokens == 0:
+            return
+        logits, past = self.forward(torch.tensor([ids], dtype=torch.long))
+        for step in range(max_new_tokens):
+            tok = sampling.sample_token(logits[0, -1], temperature, top_k, top_p, generator)
+            if tok == end_id:
+                return
+            yield tok
+            if tok in stop or step + 1 == max_new_tokens:
+                return
+            logits, past = self.forward(torch.tensor([[tok]], dtype=torch.long), past)
