@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import shutil
 import tempfile
@@ -151,17 +152,13 @@ class GLMTokenizer(ABC):
         )
 
     def _check_id(self, token_id: int) -> int:
-        if isinstance(token_id, bool) or not isinstance(token_id, int):
+        if type(token_id) is not int:  # numpy / torch integer scalars are fine
             try:
-                import numpy as np  # ids from numpy/torch arrays are fine
-
-                if isinstance(token_id, np.integer):
-                    return int(token_id)
-            except ImportError:  # pragma: no cover
-                pass
-            if hasattr(token_id, "item"):
-                return self._check_id(token_id.item())
-            raise GlmtrtError(f"token id {token_id!r} is not an integer", expected="int ids")
+                if isinstance(token_id, bool):
+                    raise TypeError
+                token_id = operator.index(token_id)
+            except TypeError:
+                raise GlmtrtError(f"token id {token_id!r} is not an integer", expected="int ids") from None
         if token_id < 0:
             raise GlmtrtError(f"token id {token_id} is negative", expected=f"ids in [0, {self.vocab_size})")
         return token_id

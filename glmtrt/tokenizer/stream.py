@@ -12,6 +12,7 @@ U+FFFD (errors="replace"), exactly as `decode` renders them.
 from __future__ import annotations
 
 import codecs
+import operator
 from typing import Iterable
 
 from glmtrt.tokenizer.base import GLMTokenizer
@@ -33,8 +34,10 @@ class IncrementalDetokenizer:
 
     def push(self, ids: int | Iterable[int]) -> str:
         """Add one id or several; return the text they complete (possibly "")."""
-        if isinstance(ids, int) or hasattr(ids, "__index__"):
-            ids = [ids]  # type: ignore[list-item]
+        try:
+            ids = [operator.index(ids)]  # type: ignore[arg-type]  # one id (int, numpy scalar)
+        except TypeError:
+            pass  # an iterable of ids
         out = []
         for i in ids:  # type: ignore[union-attr]
             b, self._at_start = self.tokenizer.piece_bytes(
