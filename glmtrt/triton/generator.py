@@ -1,0 +1,405 @@
+"""Generate a Triton inflight-batching model repository from an engine dir (or, for the CPU
+stand-in, a TensorRT-LLM checkpoint dir).
+
+Layout written (docs/TRITON.md): `ensemble/`, `preprocessing/`, `tensorrt_llm/`,
+`postprocessing/`, `tensorrt_llm_bls/` (each `config.pbtxt` + `1/`), `tokenizer/` (a copy of
+the tokenizer files) and `glmtrt_repo.json` (the repository manifest). Limits come from the
+engine manifest (docs/INTERFACES.md section 4), never from hand input; options may only
+narrow them. Every config is rendered from our strict templates and then validated by
+`glmtrt.triton.check` before the temp dir is renamed into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from glmtrt import TRTLLM_TARGET_VERSION, __version__
+from glmtrt.errors import GlmtrtError
+from glmtrt.triton.template import Raw, render_template
+
+log = logging.getLogger(__name__)
+
+REPO_MANIFEST = "glmtrt_repo.json"
+TOKENIZER_SUBDIR = "tokenizer"
+MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
+#: python models and the glmtrt module implementing each (R2: glmtrt/triton/pymodels/*).
+PYTHON_MODULES = {
+    "preprocessing": "glmtrt.triton.pymodels.preprocessing",
+    "postprocessing": "glmtrt.triton.pymodels.postprocessing",
+    "tensorrt_llm_bls": "glmtrt.triton.pymodels.bls",
+}
+REFERENCE_MODULE = "glmtrt.triton.pymodels.reference_engine"
+#: Values accepted by the tensorrtllm backend (tensorrtllm_backend docs/model_config.md).
+BATCHING_STRATEGIES = ("inflight_fused_batching", "V1")
+SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
+LOGITS_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16"}
+
+
+def tensor_names(toolchain: str) -> dict[str, str]:
+    """Engine-side names that changed between toolchains.
+
+    tensorrtllm_backend v0.13.0 .. v0.19.0 `tensorrt_llm/config.pbtxt` call them `min_length` /
+    `random_seed`; TensorRT-LLM 1.2.x `triton_backend/.../tensorrt_llm/config.pbtxt` calls them
+    `min_tokens` / `seed`. The client-facing names are always the 1.2.x ones.
+    """
+    try:
+        major = int(str(toolchain).split(".")[0])
+    except ValueError:
+        raise GlmtrtError(f"unreadable TensorRT-LLM version {toolchain!r} in the engine manifest",
+                          expected="a version like 1.2.0 or 0.13.0", fix="rebuild the engine with glmtrt build")
+    if major < 1:
+        return {"min_tokens_tensor": "min_length", "seed_tensor": "random_seed"}
+    return {"min_tokens_tensor": "min_tokens", "seed_tensor": "seed"}
+
+
+@dataclass(frozen=True)
+class RepoOptions:
+    """Resolved `glmtrt repo` options (None = take it from the engine manifest / defaults)."""
+
+    source: Path                       # engine dir (gpu) or TRT-LLM checkpoint dir (reference)
+    tokenizer: Path
+    output: Path
+    engine: str = "gpu"                # "gpu" | "reference"
+    max_batch_size: int | None = None
+    decoupled: bool = True
+    max_queue_delay_microseconds: int = 0
+    max_queue_size: int = 0
+    batching_strategy: str = "inflight_fused_batching"
+    batch_scheduler_policy: str = "guaranteed_no_evict"
+    kv_cache_free_gpu_mem_fraction: float = 0.9
+    enable_chunked_context: bool | None = None
+    enable_kv_cache_reuse: bool | None = None
+    exclude_input_in_output: bool = True
+    accumulate_tokens: bool = False
+    python_instances: int | None = None
+    bls_instances: int | None = None
+    engine_path: str | None = None     # engine dir as the server sees it (container mount)
+    copy_checkpoint: bool = False
+    max_input_len: int | None = None   # reference only: limits of the CPU stand-in
+    max_seq_len: int | None = None
+    force: bool = False
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file (manifests are small)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, with an error naming the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise GlmtrtError(f"{what} not found: {path}", fix=f"check the path; {what} is written by glmtrt")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GlmtrtError(f"{path}: not valid JSON ({exc})", fix="regenerate the file") from None
+    if not isinstance(data, dict):
+        raise GlmtrtError(f"{path}: expected a JSON object", fix="regenerate the file")
+    return data
+
+
+def _int_field(data: dict, key: str, where: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise GlmtrtError(f"{where}: field '{key}' is {value!r}", expected="a positive integer",
+                          fix="rebuild with glmtrt build (manifest incomplete)")
+    return value
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the repository needs to know about the engine (or the stand-in's checkpoint)."""
+
+    kind: str                 # "gpu" | "reference"
+    dir: Path
+    manifest_sha256: str
+    toolchain: str
+    profile: str | None
+    max_batch_size: int
+    max_input_len: int
+    max_seq_len: int
+    max_beam_width: int
+    world_size: int
+    tp_size: int
+    pp_size: int
+    logits_dtype: str
+    gather_context_logits: bool
+    gather_generation_logits: bool
+    paged_context_fmha: bool
+
+
+def engine_facts(engine_dir: Path) -> EngineFacts:
+    """Read the limits of a `glmtrt build` engine dir from its manifest.json (INTERFACES section 4)."""
+    engine_dir = Path(engine_dir).resolve()
+    mpath = engine_dir / "manifest.json"
+    m = read_json(mpath, "engine manifest")
+    if m.get("kind") != "trtllm-engine":
+        hint = " (a checkpoint dir: use --engine reference for the CPU stand-in)" if m.get("kind") == "trtllm-checkpoint" else ""
+        raise GlmtrtError(f"{mpath}: kind is {m.get('kind')!r}{hint}", expected="'trtllm-engine'",
+                          fix="pass an engine dir written by glmtrt build")
+    b = m.get("build")
+    if not isinstance(b, dict):
+        raise GlmtrtError(f"{mpath}: no 'build' section", fix="rebuild the engine with glmtrt build")
+    where = f"{mpath} build"
+    tp, pp = _int_field(b, "tp_size", where), int(b.get("pp_size") or 1)
+    world = tp * pp
+    missing = [f"rank{r}.engine" for r in range(world) if not (engine_dir / f"rank{r}.engine").is_file()]
+    if not (engine_dir / "config.json").is_file():
+        missing.insert(0, "config.json")
+    if missing:
+        raise GlmtrtError(f"engine dir {engine_dir} lacks {', '.join(missing)}",
+                          expected=f"config.json and rank0..rank{world - 1}.engine",
+                          fix="point at a complete engine dir (glmtrt build output)")
+    logits = str(b.get("logits_dtype") or "float32")
+    if logits not in LOGITS_TYPES:
+        raise GlmtrtError(f"{where}: logits_dtype {logits!r}", expected=", ".join(LOGITS_TYPES))
+    toolchain = (m.get("toolchain") or {}).get("tensorrt_llm") or TRTLLM_TARGET_VERSION
+    return EngineFacts(
+        kind="gpu", dir=engine_dir, manifest_sha256=sha256_file(mpath), toolchain=str(toolchain),
+        profile=m.get("profile"), max_batch_size=_int_field(b, "max_batch_size", where),
+        max_input_len=_int_field(b, "max_input_len", where), max_seq_len=_int_field(b, "max_seq_len", where),
+        max_beam_width=int(b.get("max_beam_width") or 1), world_size=world, tp_size=tp, pp_size=pp,
+        logits_dtype=logits, gather_context_logits=bool(b.get("gather_context_logits", False)),
+        gather_generation_logits=bool(b.get("gather_generation_logits", False)),
+        paged_context_fmha=bool(b.get("use_paged_context_fmha", False)),
+    )
+
+
+def checkpoint_facts(ckpt_dir: Path, opts: RepoOptions) -> EngineFacts:
+    """Limits of the CPU stand-in: the checkpoint has none, so they come from options/defaults
+    (bounded by the model's max_position_embeddings)."""
+    ckpt_dir = Path(ckpt_dir).resolve()
+    mpath = ckpt_dir / "manifest.json"
+    m = read_json(mpath, "checkpoint manifest")
+    if m.get("kind") != "trtllm-checkpoint":
+        raise GlmtrtError(f"{mpath}: kind is {m.get('kind')!r}", expected="'trtllm-checkpoint' for --engine reference",
+                          fix="pass a checkpoint dir written by glmtrt convert")
+    cfg = read_json(ckpt_dir / "config.json", "checkpoint config.json")
+    mapping = cfg.get("mapping") or {}
+    tp, pp = int(mapping.get("tp_size") or 1), int(mapping.get("pp_size") or 1)
+    max_pos = int(cfg.get("max_position_embeddings") or 2048)
+    max_seq = opts.max_seq_len or min(max_pos, 2048)
+    max_in = opts.max_input_len or max_seq // 2
+    if not 0 < max_in < max_seq <= max_pos:
+        raise GlmtrtError(f"reference limits max_input_len={max_in}, max_seq_len={max_seq}",
+                          expected=f"0 < max_input_len < max_seq_len <= max_position_embeddings ({max_pos})",
+                          fix="adjust --max-input-len / --max-seq-len")
+    return EngineFacts(
+        kind="reference", dir=ckpt_dir, manifest_sha256=sha256_file(mpath),
+        toolchain=str(m.get("trtllm_target") or TRTLLM_TARGET_VERSION), profile=None,
+        max_batch_size=opts.max_batch_size or 8, max_input_len=max_in, max_seq_len=max_seq,
+        max_beam_width=1, world_size=1, tp_size=tp, pp_size=pp, logits_dtype="float32",
+        gather_context_logits=False, gather_generation_logits=False, paged_context_fmha=False,
+    )
+
+
+def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
+    """All template values, checked against the engine limits."""
+    mbs = opts.max_batch_size or facts.max_batch_size
+    if not 0 < mbs <= facts.max_batch_size:
+        raise GlmtrtError(f"--max-batch-size {mbs} but the engine was built with max_batch_size {facts.max_batch_size}",
+                          expected=f"1..{facts.max_batch_size}", fix="lower --max-batch-size or rebuild the engine")
+    if opts.batching_strategy not in BATCHING_STRATEGIES:
+        raise GlmtrtError(f"batching strategy {opts.batching_strategy!r}", expected=" | ".join(BATCHING_STRATEGIES))
+    if opts.batch_scheduler_policy not in SCHEDULER_POLICIES:
+        raise GlmtrtError(f"batch scheduler policy {opts.batch_scheduler_policy!r}", expected=" | ".join(SCHEDULER_POLICIES))
+    if not 0.0 < opts.kv_cache_free_gpu_mem_fraction <= 1.0:
+        raise GlmtrtError(f"kv_cache_free_gpu_mem_fraction {opts.kv_cache_free_gpu_mem_fraction}", expected="in (0, 1]")
+    if opts.max_queue_delay_microseconds < 0 or opts.max_queue_size < 0:
+        raise GlmtrtError("negative queue setting", expected="max_queue_delay_microseconds >= 0, max_queue_size >= 0")
+    py = opts.python_instances or (1 if facts.kind == "reference" else 2)
+    bls = opts.bls_instances or (min(mbs, 4) if facts.kind == "reference" else mbs)
+    if py < 1 or bls < 1:
+        raise GlmtrtError("instance counts must be >= 1", fix="fix --python-instances / --bls-instances")
+    # Chunked context and KV reuse need paged context FMHA in the engine (trtllm-build
+    # --use_paged_context_fmha); default them from the manifest, refuse an impossible request.
+    chunked = facts.paged_context_fmha if opts.enable_chunked_context is None else opts.enable_chunked_context
+    reuse = facts.paged_context_fmha if opts.enable_kv_cache_reuse is None else opts.enable_kv_cache_reuse
+    if facts.kind == "gpu" and (chunked or reuse) and not facts.paged_context_fmha:
+        raise GlmtrtError("enable_chunked_context / enable_kv_cache_reuse requested but the engine lacks paged context FMHA",
+                          expected="build.use_paged_context_fmha true in the engine manifest",
+                          fix="drop the option or rebuild with --use_paged_context_fmha enable")
+    engine_path = opts.engine_path or str(facts.dir)
+    return {
+        "max_batch_size": mbs, "decoupled": opts.decoupled,
+        "max_queue_delay_microseconds": opts.max_queue_delay_microseconds, "max_queue_size": opts.max_queue_size,
+        "batching_strategy": opts.batching_strategy, "batch_scheduler_policy": opts.batch_scheduler_policy,
+        "kv_cache_free_gpu_mem_fraction": opts.kv_cache_free_gpu_mem_fraction,
+        "enable_chunked_context": bool(chunked), "enable_kv_cache_reuse": bool(reuse),
+        "exclude_input_in_output": opts.exclude_input_in_output, "accumulate_tokens": opts.accumulate_tokens,
+        "preprocessing_instance_count": py, "postprocessing_instance_count": py, "bls_instance_count": bls,
+        "engine_dir": engine_path, "max_beam_width": facts.max_beam_width, "max_input_len": facts.max_input_len,
+        "max_seq_len": facts.max_seq_len, "logits_datatype": LOGITS_TYPES[facts.logits_dtype],
+        "tokenizer_dir": TOKENIZER_SUBDIR, "add_special_tokens": True, "skip_special_tokens": True,
+        **tensor_names(facts.toolchain if facts.kind == "gpu" else TRTLLM_TARGET_VERSION),
+    }
+
+
+def _b(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str) -> dict[str, str]:
+    """config.pbtxt text per model, from the resolved settings `s`."""
+    names = {k: s[k] for k in ("min_tokens_tensor", "seed_tensor")}
+    io = Raw(render_template("tensorrt_llm_io.pbtxt", {**names, "logits_datatype": s["logits_datatype"]}))
+    request_io = Raw(render_template("request_io.pbtxt", {"logits_datatype": s["logits_datatype"]}))
+    queue = {k: s[k] for k in ("max_queue_delay_microseconds", "max_queue_size")}
+    common = {"max_batch_size": s["max_batch_size"]}
+    out = {
+        "ensemble": render_template("ensemble.pbtxt", {**common, **names, "request_io": request_io}),
+        "preprocessing": render_template("preprocessing.pbtxt", {
+            **common, **queue, "preprocessing_instance_count": s["preprocessing_instance_count"],
+            "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
+            "max_input_len": str(s["max_input_len"])}),
+        "postprocessing": render_template("postprocessing.pbtxt", {
+            **common, "postprocessing_instance_count": s["postprocessing_instance_count"],
+            "tokenizer_dir": s["tokenizer_dir"], "skip_special_tokens": _b(s["skip_special_tokens"])}),
+        "tensorrt_llm_bls": render_template("tensorrt_llm_bls.pbtxt", {
+            **common, "decoupled": s["decoupled"], "request_io": request_io,
+            "bls_instance_count": s["bls_instance_count"], "accumulate_tokens": _b(s["accumulate_tokens"]),
+            "tokenizer_dir": s["tokenizer_dir"]}),
+    }
+    if facts.kind == "gpu":
+        out["tensorrt_llm"] = render_template("tensorrt_llm.pbtxt", {
+            **common, **queue, "decoupled": s["decoupled"], "io": io,
+            "batching_strategy": s["batching_strategy"], "engine_dir": s["engine_dir"],
+            "max_beam_width": str(s["max_beam_width"]), "batch_scheduler_policy": s["batch_scheduler_policy"],
+            "kv_cache_free_gpu_mem_fraction": str(s["kv_cache_free_gpu_mem_fraction"]),
+            "enable_kv_cache_reuse": _b(s["enable_kv_cache_reuse"]),
+            "exclude_input_in_output": _b(s["exclude_input_in_output"]),
+            "enable_chunked_context": _b(s["enable_chunked_context"])})
+    else:
+        out["tensorrt_llm"] = render_template("tensorrt_llm_reference.pbtxt", {
+            **common, **queue, "decoupled": s["decoupled"], "io": io, "checkpoint_dir": checkpoint_param,
+            "tokenizer_dir": s["tokenizer_dir"], "max_beam_width": str(s["max_beam_width"]),
+            "max_input_len": str(s["max_input_len"]), "max_seq_len": str(s["max_seq_len"]),
+            "exclude_input_in_output": _b(s["exclude_input_in_output"])})
+    return out
+
+
+def shim_source(module: str) -> str:
+    """`1/model.py` of a python model: a shim importing the implementation from installed glmtrt."""
+    return (f'"""Generated by glmtrt {__version__}: the implementation lives in the installed glmtrt package\n'
+            f'(needs glmtrt=={__version__} in the python backend\'s environment)."""\n'
+            f"from {module} import TritonPythonModel  # noqa: F401\n")
+
+
+def _load_tokenizer(path: Path):
+    try:
+        from glmtrt.tokenizer import load_tokenizer
+    except ImportError:  # pragma: no cover - the tokenizer package is part of glmtrt
+        from glmtrt.tokenizer.loader import load_tokenizer
+    return load_tokenizer(path)
+
+
+def generate_repository(opts: RepoOptions) -> Path:
+    """Write the model repository described by `opts`; returns its path. Atomic: the result
+    appears only complete and validated (`glmtrt.triton.check.check_repository`)."""
+    from glmtrt.triton.check import check_repository, format_problems
+
+    if opts.engine not in ("gpu", "reference"):
+        raise GlmtrtError(f"--engine {opts.engine!r}", expected="gpu | reference")
+    facts = engine_facts(opts.source) if opts.engine == "gpu" else checkpoint_facts(opts.source, opts)
+    settings = resolve_settings(opts, facts)
+    tok = _load_tokenizer(Path(opts.tokenizer))
+    out = Path(opts.output).resolve()
+    if out.exists() and not opts.force:
+        raise GlmtrtError(f"output {out} already exists", fix="choose another -o or pass --force to replace it")
+    log.info("repository %s: engine=%s source=%s max_batch_size=%d decoupled=%s world_size=%d tokenizer=%s",
+             out, facts.kind, facts.dir, settings["max_batch_size"], settings["decoupled"], facts.world_size, tok.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        checkpoint_param = ""
+        if facts.kind == "reference":
+            if opts.copy_checkpoint:
+                shutil.copytree(facts.dir, tmp / "checkpoint")
+                checkpoint_param = "checkpoint"
+            else:
+                checkpoint_param = str(facts.dir)
+        tok.save(tmp / TOKENIZER_SUBDIR)
+        for model, text in render_configs(settings, facts, checkpoint_param).items():
+            (tmp / model / "1").mkdir(parents=True)
+            (tmp / model / "config.pbtxt").write_text(text, encoding="utf-8")
+            module = PYTHON_MODULES.get(model) or (REFERENCE_MODULE if model == "tensorrt_llm" and facts.kind == "reference" else None)
+            if module:
+                (tmp / model / "1" / "model.py").write_text(shim_source(module), encoding="utf-8")
+            elif model == "ensemble":
+                (tmp / model / "1" / ".keep").write_text("", encoding="utf-8")  # Triton needs the version dir
+        manifest = repo_manifest(settings, facts, tok, checkpoint_param)
+        (tmp / REPO_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if facts.kind == "gpu":
+            from glmtrt.triton.launch import launch_script
+            (tmp / "launch_triton.sh").write_text(launch_script(facts.world_size), encoding="utf-8")
+            os.chmod(tmp / "launch_triton.sh", 0o755)
+        _publish_modes(tmp)
+        problems = check_repository(tmp, engine_dir=facts.dir if facts.kind == "gpu" else None)
+        if problems:
+            raise GlmtrtError("generated repository failed validation (a glmtrt bug):\n" + format_problems(problems))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s (%s)", out, ", ".join(MODELS))
+    return out
+
+
+def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: str) -> dict[str, Any]:
+    """glmtrt_repo.json: what the repository needs and was made from (read by --check and serve)."""
+    engine = {"kind": facts.kind, "dir": str(facts.dir), "manifest_sha256": facts.manifest_sha256,
+              "toolchain": facts.toolchain, "profile": facts.profile, "world_size": facts.world_size,
+              "tp_size": facts.tp_size, "pp_size": facts.pp_size}
+    if facts.kind == "gpu":
+        engine["path_in_server"] = s["engine_dir"]
+    else:
+        engine["checkpoint_dir"] = checkpoint_param
+        engine["copied"] = checkpoint_param == "checkpoint"
+    return {
+        "kind": "triton-repository",
+        "glmtrt_version": __version__,
+        "requires": f"glmtrt=={__version__}",
+        "trtllm_contract": "1.2" if s["min_tokens_tensor"] == "min_tokens" else "0.13",
+        "models": list(MODELS),
+        "engine": engine,
+        "tokenizer": {"kind": tok.name, "dir": TOKENIZER_SUBDIR, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
+                      "stop_ids": list(tok.stop_ids), "vocab_size": tok.vocab_size},
+        "limits": {"max_batch_size": s["max_batch_size"], "engine_max_batch_size": facts.max_batch_size,
+                   "max_input_len": facts.max_input_len, "max_seq_len": facts.max_seq_len,
+                   "max_beam_width": facts.max_beam_width, "gather_context_logits": facts.gather_context_logits,
+                   "gather_generation_logits": facts.gather_generation_logits},
+        "decoupled": s["decoupled"],
+        "settings": {k: s[k] for k in sorted(s)},
+    }
+
+
+def _publish_modes(root: Path) -> None:
+    """World-readable dirs/files (mkdtemp makes 0700; the server may run as another user)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir() or path.suffix == ".sh":
+            os.chmod(path, 0o755)
+        else:
+            os.chmod(path, 0o644)
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def options_dict(opts: RepoOptions) -> dict[str, Any]:
+    """Options as JSON-friendly dict (for logging)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
