@@ -4,7 +4,13 @@
 `IncrementalDetokenizer` streams text without splitting characters. See docs/TOKENIZERS.md.
 """
 from glmtrt.tokenizer.base import ROLES, GLMTokenizer
+from glmtrt.tokenizer.chatglm3 import ChatGLM3Tokenizer
+from glmtrt.tokenizer.glm4 import GLM4Tokenizer
 from glmtrt.tokenizer.loader import detect_format, load_tokenizer
 from glmtrt.tokenizer.stream import IncrementalDetokenizer
+from glmtrt.tokenizer.tiny import padded_vocab_size
 
-__all__ = ["GLMTokenizer", "IncrementalDetokenizer", "ROLES", "detect_format", "load_tokenizer"]
+__all__ = [
+    "ChatGLM3Tokenizer", "GLM4Tokenizer", "GLMTokenizer", "IncrementalDetokenizer", "ROLES",
+    "detect_format", "load_tokenizer", "padded_vocab_size",
+]
