@@ -1,8 +1,122 @@
-"""Click commands of the build stage (thin: validate, log settings, call the library)."""
+"""Click commands of the build stage: `glmtrt plan` and `glmtrt build` (thin: validate, log, call)."""
 from __future__ import annotations
 
+import json
+import logging
+import shlex
+from pathlib import Path
+
 import click
+
+log = logging.getLogger(__name__)
+
+_PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "w8a8", "fp8")
+
+
+def _workload_options(f):
+    opts = [
+        click.option("--max-batch-size", type=int, default=8, show_default=True),
+        click.option("--max-seq-len", type=int, default=None, help="Default: min(8192, the model's context)."),
+        click.option("--max-input-len", type=int, default=None, help="Default: max_seq_len - 1."),
+        click.option("--max-num-tokens", type=int, default=None, help="Default: min(8192, batch x seq_len)."),
+        click.option("--max-beam-width", type=int, default=1, show_default=True),
+        click.option("--kv-cache-free-gpu-mem-fraction", "kv_fraction", type=float, default=0.9,
+                     show_default=True, help="Triton's kv_cache_free_gpu_mem_fraction."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction,
+              gather_context_logits=False):
+    from glmtrt.build.planner import Workload
+
+    seq = max_seq_len or min(8192, dims.max_position_embeddings)
+    return Workload(max_batch_size=max_batch_size, max_seq_len=seq, max_input_len=max_input_len,
+                    max_num_tokens=max_num_tokens, max_beam_width=max_beam_width,
+                    kv_cache_free_gpu_mem_fraction=kv_fraction, gather_context_logits=gather_context_logits)
+
+
+@click.command("plan")
+@click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--gpu", required=True, help="GPU profile (t4, rtx4090, ...).")
+@click.option("--precision", type=click.Choice(_PRECISIONS), default=None,
+              help="Default: the checkpoint's (converted dir) or fp16 (HF dir).")
+@click.option("--tp", "tp_size", type=int, default=None, help="Tensor-parallel size (default: checkpoint's or 1).")
+@click.option("--kv-cache-dtype", type=click.Choice(["auto", "int8", "fp8"]), default=None)
+@click.option("--extra-params", type=float, default=0.0,
+              help="Extra non-LLM weights on each GPU, in billions (e.g. 0.6 for AutoGLM's vision tower).")
+@_workload_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_batch_size, max_seq_len,
+             max_input_len, max_num_tokens, max_beam_width, kv_fraction, as_json):
+    """Does MODEL (HF dir or converted checkpoint) fit GPU? How many KV-cache tokens are left?"""
+    from dataclasses import replace
+
+    from glmtrt.build.inputs import load_dims
+    from glmtrt.build.planner import format_plan, plan_memory, require_fit
+    from glmtrt.build.profile import load_profile
+
+    profile = load_profile(gpu)
+    dims, found = load_dims(model)
+    if extra_params:
+        dims = replace(dims, extra_params=int(extra_params * 1e9), extra_name="extra")
+    precision = precision or found.get("precision", "fp16")
+    kv = kv_cache_dtype or found.get("kv_cache_dtype", "auto")
+    tp = tp_size or found.get("tp_size", 1)
+    wl = _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction)
+    log.info("plan %s on %s: precision=%s tp=%d kv=%s", model, profile.name, precision, tp, kv)
+    plan = plan_memory(dims, profile, precision, tp, wl, kv)
+    click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
+    require_fit(plan)
+
+
+@click.command("build")
+@click.argument("checkpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Engine directory.")
+@click.option("--gpu", required=True, help="GPU profile (t4, rtx4090, ...).")
+@click.option("--tp", "tp_size", type=int, default=None, help="Must match the checkpoint's tp_size.")
+@_workload_options
+@click.option("--workers", type=int, default=1, show_default=True, help="Parallel rank builds (GPUs).")
+@click.option("--max-multimodal-len", type=int, default=0, help="Prompt-embedding table size (vision tokens).")
+@click.option("--gather-context-logits", is_flag=True, help="Keep context logits (tests, verification).")
+@click.option("--gather-generation-logits", is_flag=True)
+@click.option("--timing-cache-dir", type=click.Path(path_type=Path), default=Path("build/timing-cache"),
+              show_default=True)
+@click.option("--log-dir", type=click.Path(path_type=Path), default=Path("build/logs"), show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the plan and the trtllm-build command; build nothing.")
+@click.option("--no-plan-check", is_flag=True, help="Build even when the planner says it does not fit.")
+@click.option("--ignore-toolchain", is_flag=True, help="Build with another TensorRT-LLM version than the profile's.")
+@click.option("--force", is_flag=True, help="Replace an existing engine directory.")
+def build_cmd(checkpoint, output, gpu, tp_size, max_batch_size, max_seq_len, max_input_len, max_num_tokens,
+              max_beam_width, kv_fraction, workers, max_multimodal_len, gather_context_logits,
+              gather_generation_logits, timing_cache_dir, log_dir, dry_run, no_plan_check, ignore_toolchain, force):
+    """Build a TensorRT engine from a converted CHECKPOINT for a GPU profile."""
+    from glmtrt.build.engine import prepare_build, run_build
+    from glmtrt.build.inputs import read_checkpoint
+    from glmtrt.build.planner import format_plan
+
+    dims = read_checkpoint(checkpoint).dims
+    wl = _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction,
+                   gather_context_logits)
+    job = prepare_build(checkpoint, output, gpu, workload=wl, tp_size=tp_size, workers=workers,
+                        timing_cache_dir=timing_cache_dir, max_multimodal_len=max_multimodal_len,
+                        gather_generation_logits=gather_generation_logits, check_fit=not no_plan_check)
+    log.info("build %s -> %s on %s (TensorRT-LLM %s): precision=%s tp=%d", checkpoint, output, job.profile.name,
+             job.profile.toolchain.tensorrt_llm, job.checkpoint.precision, job.checkpoint.tp_size)
+    if dry_run:
+        click.echo(format_plan(job.plan))
+        click.echo("")
+        click.echo(f"# toolchain: TensorRT-LLM {job.profile.toolchain.tensorrt_llm}, "
+                   f"container {job.profile.toolchain.triton_container}")
+        click.echo(shlex.join(job.command))
+        return
+    out = run_build(job, force=force, ignore_toolchain=ignore_toolchain, log_dir=log_dir)
+    click.echo(str(out))
 
 
 def register(group: click.Group) -> None:
     """Add this stage's commands to the top-level group."""
+    group.add_command(plan_cmd)
+    group.add_command(build_cmd)
