@@ -1,4 +1,8 @@
-"""Lazy reader of Hugging Face checkpoints: one tensor at a time, memory-mapped.
+"""Lazy reader of Hugging Face checkpoints: one tensor at a time.
+
+Safetensors tensors are read with positioned reads straight from the file (header parsed once),
+so only the tensor being converted is in memory: a memory map would keep every touched page
+resident (and counted in RSS) until the file is closed.
 
 Safetensors (single file, several files, or sharded with `model.safetensors.index.json`).
 Pickle `.bin` checkpoints are refused unless `allow_pickle=True`, then read with
@@ -24,6 +28,41 @@ _ST_INDEX = "model.safetensors.index.json"
 _BIN_INDEX = "pytorch_model.bin.index.json"
 
 
+_ST_TORCH = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+             "I8": torch.int8, "U8": torch.uint8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+             "BOOL": torch.bool}
+
+
+class _SafetensorsFile:
+    """Header of one safetensors file + positioned reads of single tensors."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        raw = _safetensors_header(path)
+        self.data_start = len(raw)
+        self.meta = {k: v for k, v in json.loads(raw[8:]).items() if k != "__metadata__"}
+        for name, info in self.meta.items():
+            if info.get("dtype") not in _ST_TORCH:
+                raise GlmtrtError(f"{path.name}: tensor {name} has unsupported dtype {info.get('dtype')}")
+
+    def read(self, name: str) -> torch.Tensor:
+        info = self.meta[name]
+        begin, end = info["data_offsets"]
+        buf = bytearray(end - begin)
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.data_start + begin)
+            view, got = memoryview(buf), 0
+            while got < len(buf):
+                n = f.readinto(view[got:])
+                if not n:
+                    raise GlmtrtError(f"{self.path} ended while reading {name}", fix="download the file again")
+                got += n
+        dtype = _ST_TORCH[info["dtype"]]
+        if not buf:
+            return torch.empty(info["shape"], dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+
+
 def _safetensors_header(path: Path) -> bytes:
     """The raw header bytes (length prefix included), validated against the file size."""
     size = path.stat().st_size
@@ -39,9 +78,9 @@ def _safetensors_header(path: Path) -> bytes:
         header = f.read(n)
     try:
         meta = json.loads(header)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError) as exc:
         raise GlmtrtError(f"{path} has a corrupt header ({exc})", fix="download the file again") from exc
-    end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
     if 8 + n + end > size:
         raise GlmtrtError(f"{path} is truncated: its header needs {8 + n + end} bytes, the file has {size}",
                           expected="a complete safetensors file", fix="download the file again")
@@ -95,20 +134,12 @@ class HFCheckpoint:
         return files
 
     def _index(self) -> None:
-        from safetensors import SafetensorError, safe_open
-
         for path in self.weight_files:
             if path.suffix == ".safetensors":
-                _safetensors_header(path)
-                try:
-                    handle = safe_open(str(path), framework="pt")
-                except (SafetensorError, OSError) as exc:
-                    raise GlmtrtError(f"{path} cannot be read as safetensors ({exc})",
-                                      fix="download the file again") from exc
+                handle = _SafetensorsFile(path)
                 self._handles[path] = handle
-                for name in handle.keys():
-                    sl = handle.get_slice(name)
-                    self._add(name, path, tuple(sl.get_shape()), str(sl.get_dtype()))
+                for name, info in handle.meta.items():
+                    self._add(name, path, tuple(info["shape"]), info["dtype"])
             else:
                 try:
                     sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -138,7 +169,7 @@ class HFCheckpoint:
             raise GlmtrtError(f"tensor {name} is not in the checkpoint")
         if path in self._pickled:
             return self._pickled[path][name]
-        return self._handles[path].get_tensor(name)
+        return self._handles[path].read(name)
 
     def fingerprint(self) -> dict[str, Any]:
         """Cheap identity of the source: sha256 of config.json, and of each weight file's
