@@ -295,7 +295,7 @@ class _Checker:
                 if tdir is None or not (tdir / "tokenizer.model").is_file():
                     self.add(rel, 'parameters["tokenizer_dir"]',
                              f"{params.get('tokenizer_dir', '')!r} holds no tokenizer.model (relative paths are "
-                             "resolved against the repository root)", 'set it to "tokenizer" and keep <repo>/tokenizer/')
+                             "resolved against the repository root)", 'set it to "preprocessing/tokenizer" and keep the tokenizer files there')
         trt = self.cfgs.get("tensorrt_llm")
         if trt is None:
             return
@@ -406,12 +406,16 @@ def check_repository(repo: str | Path, *, engine_dir: str | Path | None = None) 
     c.load_manifest()
     for model in MODELS:
         c.load_config(model)
+    for extra in sorted(p.name for p in repo.iterdir() if p.is_dir() and p.name not in MODELS):
+        c.add(f"{extra}/", "(directory)", "Triton treats every root dir as a model and fails to load without its "
+              "config.pbtxt (hidden dirs too)", "move it inside a model dir (next to 1/) or out of the repository")
     c.check_batch_and_decoupled()
     c.check_ensemble()
     c.check_contract()
     c.check_parameters()
-    if not (repo / "tokenizer" / "tokenizer.model").is_file():
-        c.add("tokenizer/tokenizer.model", "(file)", "missing", "regenerate the repository (tokenizer files are copied in)")
+    tdir = (c.manifest.get("tokenizer") or {}).get("dir") or "preprocessing/tokenizer"
+    if not (repo / tdir / "tokenizer.model").is_file():
+        c.add(f"{tdir}/tokenizer.model", "(file)", "missing", "regenerate the repository (tokenizer files are copied in)")
     return c.problems
 
 

@@ -27,7 +27,10 @@ from glmtrt.triton.template import Raw, render_template
 log = logging.getLogger(__name__)
 
 REPO_MANIFEST = "glmtrt_repo.json"
-TOKENIZER_SUBDIR = "tokenizer"
+# Shared files live inside model dirs (next to `1/`), never at the root: Triton 2.51 takes every
+# root dir for a model and fails "failed to load all models" (hidden dirs too; verified).
+TOKENIZER_SUBDIR = "preprocessing/tokenizer"
+CHECKPOINT_SUBDIR = "tensorrt_llm/checkpoint"
 MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
 #: python models and the glmtrt module implementing each (R2: glmtrt/triton/pymodels/*).
 PYTHON_MODULES = {
@@ -322,8 +325,8 @@ def generate_repository(opts: RepoOptions) -> Path:
         checkpoint_param = ""
         if facts.kind == "reference":
             if opts.copy_checkpoint:
-                shutil.copytree(facts.dir, tmp / "checkpoint")
-                checkpoint_param = "checkpoint"
+                shutil.copytree(facts.dir, tmp / CHECKPOINT_SUBDIR)
+                checkpoint_param = CHECKPOINT_SUBDIR
             else:
                 checkpoint_param = str(facts.dir)
         tok.save(tmp / TOKENIZER_SUBDIR)
@@ -362,7 +365,7 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
         engine["path_in_server"] = s["engine_dir"]
     else:
         engine["checkpoint_dir"] = checkpoint_param
-        engine["copied"] = checkpoint_param == "checkpoint"
+        engine["copied"] = checkpoint_param == CHECKPOINT_SUBDIR
     return {
         "kind": "triton-repository",
         "glmtrt_version": __version__,
