@@ -1,0 +1,89 @@
+# glmtrt: HF checkpoint -> TensorRT-LLM checkpoint -> engine -> Triton repository -> client.
+# `make help` lists the targets. Variables: MODEL, PRECISION, GPU, TP, MAX_BATCH, MAX_SEQ, NAME, ENGINE, REPO.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+GLMTRT      ?= $(VENV)/bin/glmtrt
+MODEL       ?=
+PRECISION   ?= fp16
+GPU         ?= t4
+TP          ?= 1
+MAX_BATCH   ?= 8
+MAX_SEQ     ?=
+NAME        ?= $(notdir $(patsubst %/,%,$(MODEL)))-$(PRECISION)-tp$(TP)
+CKPT        ?= convert/$(NAME)
+ENGINE      ?= engines/$(NAME)-$(GPU)
+REPO        ?= triton_models/$(NAME)-$(GPU)
+DOCKER      ?= docker
+IMAGE       ?= glmtrt:$(GPU)
+
+# PRECISION -> `glmtrt convert` flags (the quantization lives in the checkpoint, not in trtllm-build).
+CONVERT_FLAGS_fp16    := --dtype float16
+CONVERT_FLAGS_bf16    := --dtype bfloat16
+CONVERT_FLAGS_fp32    := --dtype float32
+CONVERT_FLAGS_int8-wo := --dtype float16 --quant int8-wo
+CONVERT_FLAGS_int4-wo := --dtype float16 --quant int4-wo
+CONVERT_FLAGS_w8a8    := --dtype float16 --quant w8a8
+CONVERT_FLAGS_fp8     := --dtype bfloat16 --quant fp8
+CONVERT_FLAGS = $(CONVERT_FLAGS_$(PRECISION))
+SEQ_FLAG = $(if $(MAX_SEQ),--max-seq-len $(MAX_SEQ),)
+
+# The profile's Triton TensorRT-LLM container, read from glmtrt/build/profiles/$(GPU).json.
+CONTAINER = $(shell $(PYTHON) -c "import json,sys; print(json.load(open('glmtrt/build/profiles/$(GPU).json'))['toolchain']['triton_container'])" 2>/dev/null)
+HAVE_TRTLLM = $(shell command -v trtllm-build >/dev/null 2>&1 && echo yes)
+IN_CONTAINER = $(DOCKER) run --rm --gpus all --shm-size=2g --ulimit memlock=-1 --ulimit stack=67108864 \
+	-v "$(CURDIR)":/workspace -v "$(abspath $(MODEL))":/model:ro -w /workspace $(IMAGE)
+
+.PHONY: help install test demo plan convert engine engine-local image repo serve bench check-model check-precision
+
+help: ## Show this help
+	@echo "glmtrt make targets (variables: MODEL=<hf dir> PRECISION=$(PRECISION) GPU=$(GPU) TP=$(TP))"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@echo "precisions: fp16 bf16 fp32 int8-wo int4-wo w8a8 fp8   GPUs: $(basename $(notdir $(wildcard glmtrt/build/profiles/*.json)))"
+	@echo "example: make plan MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
+	@echo "         make engine MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
+
+install: ## Create .venv and install glmtrt with test extras
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[test]'
+
+test: ## Run the test suite (GPU tests skip without TensorRT-LLM)
+	$(VENV)/bin/python -m pytest -q
+
+demo: ## Whole pipeline on an embedded tiny model (CPU)
+	$(GLMTRT) demo
+
+check-model:
+	@test -n "$(MODEL)" || { echo "error: set MODEL=<Hugging Face model dir>"; exit 2; }
+
+check-precision:
+	@test -n "$(CONVERT_FLAGS)" || { echo "error: unknown PRECISION=$(PRECISION) (fp16 bf16 fp32 int8-wo int4-wo w8a8 fp8)"; exit 2; }
+
+plan: check-model check-precision ## Does MODEL fit GPU at PRECISION/TP? (memory planner)
+	$(GLMTRT) plan $(MODEL) --gpu $(GPU) --precision $(PRECISION) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG)
+
+convert: check-model check-precision ## HF MODEL -> TRT-LLM checkpoint in convert/$(NAME)
+	$(GLMTRT) convert $(MODEL) -o $(CKPT) $(CONVERT_FLAGS) --tp-size $(TP) --force
+
+engine-local: ## Build $(ENGINE) from $(CKPT) with the local trtllm-build
+	$(GLMTRT) build $(CKPT) -o $(ENGINE) --gpu $(GPU) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG) --force
+
+ifeq ($(HAVE_TRTLLM),yes)
+engine: plan convert engine-local
+else
+engine: plan image ## plan + convert + build, in the GPU's container when TensorRT-LLM is not installed
+	$(IN_CONTAINER) make convert engine-local MODEL=/model PRECISION=$(PRECISION) GPU=$(GPU) TP=$(TP) \
+		MAX_BATCH=$(MAX_BATCH) MAX_SEQ=$(MAX_SEQ) NAME=$(NAME) GLMTRT=glmtrt PYTHON=python3
+endif
+
+image: ## Build the Docker image of GPU's profile (FROM its Triton TensorRT-LLM container)
+	$(DOCKER) build --build-arg GPU_PROFILE=$(GPU) -t $(IMAGE) .
+
+repo: ## Triton model repository for $(ENGINE) in $(REPO)
+	$(GLMTRT) repo $(ENGINE) -o $(REPO)
+
+serve: ## Serve $(REPO) with Triton
+	$(GLMTRT) serve $(REPO)
+
+bench: ## Benchmark the running server
+	$(GLMTRT) bench
