@@ -1,8 +1,367 @@
-"""`glmtrt serve`: a real Triton on CPU (placeholder until filled)."""
+"""`glmtrt serve`: a real Triton Inference Server on CPU (python-backend repositories).
+
+The server binary comes from the `nvidia-pytriton==0.7.0` wheel (Triton 2.51, python backend
+only); the recipe and its gotchas are in shared/TRITON_CPU.md:
+
+- a backend directory holding `libtriton_python.so`, `triton_python_backend_utils.py` and the
+  `triton_python_backend_stub` built for *this* interpreter's minor version;
+- `LD_LIBRARY_PATH` with the wheel's bundled libs and the interpreter's LIBDIR (the stub links
+  `libpython3.X.so`), `PATH` with this interpreter's bin first (the stub finds its environment
+  through `python3` on PATH and ignores PYTHONPATH);
+- every endpoint bound to 127.0.0.1 on free ports, a short `--exit-timeout-secs`;
+- python-backend shared-memory regions of *this* server removed after it stops (never others').
+
+A repository whose `tensorrt_llm` model uses the real `tensorrtllm` backend cannot run here:
+`glmtrt serve` prints (or, with --run, executes) the official-container command instead.
+"""
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
 import click
+
+from glmtrt.errors import GlmtrtError
+
+log = logging.getLogger(__name__)
+
+_SHM_PREFIX = "/dev/shm/triton_python_backend_shm_region"
+_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+
+
+def pytriton_root() -> Path:
+    """Directory `pytriton/tritonserver` of the installed nvidia-pytriton wheel."""
+    try:
+        import pytriton  # noqa: F401  (only to locate the wheel)
+    except ImportError as exc:
+        raise GlmtrtError("nvidia-pytriton is not installed (it carries the CPU tritonserver binary)",
+                          expected="nvidia-pytriton==0.7.0 on x86_64",
+                          fix='pip install "nvidia-pytriton==0.7.0" (or pip install -e ".[triton]")') from exc
+    root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    if not (root / "bin" / "tritonserver").is_file():
+        raise GlmtrtError(f"no tritonserver binary under {root}",
+                          expected="the nvidia-pytriton 0.7.0 x86_64 wheel layout",
+                          fix='pip install --force-reinstall "nvidia-pytriton==0.7.0"')
+    return root
+
+
+def prepare_backend_dir(dest: Path) -> Path:
+    """Fill `dest/python` with the python backend and the stub matching this interpreter.
+
+    Files already there with the same size are kept. Returns `dest` (the --backend-directory).
+    """
+    root = pytriton_root()
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / ver / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise GlmtrtError(f"nvidia-pytriton has no python backend stub for Python {ver}",
+                          expected="Python 3.8 .. 3.13 (3.10/3.11 recommended: newer stubs crash in decoupled BLS)",
+                          fix="create the venv with Python 3.11")
+    pydir = dest / "python"
+    pydir.mkdir(parents=True, exist_ok=True)
+    sources = [root / "backends" / "python" / name for name in _BACKEND_FILES] + [stub]
+    for src in sources:
+        target = pydir / src.name
+        if not target.exists() or target.stat().st_size != src.stat().st_size:
+            tmp = target.with_suffix(target.suffix + ".tmp")
+            shutil.copy2(src, tmp)
+            os.replace(tmp, target)
+    return dest
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for tritonserver and its python stubs (see shared/TRITON_CPU.md)."""
+    env = dict(os.environ if base is None else base)
+    root = pytriton_root()
+    libs = [str(root.parent.parent / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR") or ""]
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in libs if p)
+    # the venv's bin, not the resolved interpreter: the stub finds site-packages via `python3` on PATH
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def repository_backend(repo: Path) -> str:
+    """The backend of the repository's `tensorrt_llm` model ("python", "tensorrtllm", or "" if absent)."""
+    cfg = Path(repo) / "tensorrt_llm" / "config.pbtxt"
+    if not cfg.is_file():
+        return ""
+    for line in cfg.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "backend":
+            return value.strip().strip('"')
+    return ""
+
+
+class TritonServer:
+    """A tritonserver process on CPU serving `repo`; use as a context manager.
+
+    >>> with TritonServer("triton_models/tiny") as srv:
+    ...     srv.grpc_url   # "127.0.0.1:PORT"
+    """
+
+    def __init__(self, repo: str | os.PathLike, *, host: str = "127.0.0.1", http_port: int | None = None,
+                 grpc_port: int | None = None, metrics_port: int | None = None,
+                 backend_dir: str | os.PathLike | None = None, ready_timeout: float = 120.0,
+                 exit_timeout: int = 5, log_verbose: int = 0, extra_args: tuple[str, ...] = ()):
+        self.repo = Path(repo).resolve()
+        if not self.repo.is_dir():
+            raise GlmtrtError(f"model repository {self.repo} does not exist",
+                              fix="generate one with `glmtrt repo ... -o DIR`")
+        if repository_backend(self.repo) == "tensorrtllm":
+            raise GlmtrtError(f"{self.repo} serves a TensorRT engine (backend tensorrtllm): it needs a GPU",
+                              expected="a repository generated with --engine reference for CPU serving",
+                              fix="run `glmtrt serve REPO` to print the container command, or --run it on the GPU host")
+        self.host = host
+        self.http_port = http_port or free_port(host)
+        self.grpc_port = grpc_port or free_port(host)
+        self.metrics_port = metrics_port or free_port(host)
+        self._backend_dir = Path(backend_dir) if backend_dir else None
+        self.ready_timeout = ready_timeout
+        self.exit_timeout = exit_timeout
+        self.log_verbose = log_verbose
+        self.extra_args = tuple(extra_args)
+        self._proc: subprocess.Popen | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._log_file = None
+        self.log_path: Path | None = None
+        self._shm: set[str] = set()
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def grpc_url(self) -> str:
+        """gRPC address for tritonclient.grpc (host:port)."""
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        """HTTP address for tritonclient.http (host:port)."""
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def command(self, backend_dir: Path) -> list[str]:
+        """The tritonserver command line this server runs."""
+        h = self.host
+        return [str(pytriton_root() / "bin" / "tritonserver"), f"--model-repository={self.repo}",
+                f"--backend-directory={backend_dir}",
+                f"--http-address={h}", f"--grpc-address={h}", f"--metrics-address={h}",
+                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
+                f"--metrics-port={self.metrics_port}", f"--exit-timeout-secs={self.exit_timeout}",
+                f"--log-verbose={self.log_verbose}", *self.extra_args]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "TritonServer":
+        """Start the server and wait until /v2/health/ready answers 200 (or raise with the log tail)."""
+        if self._proc is not None:
+            return self
+        self._tmp = tempfile.TemporaryDirectory(prefix="glmtrt-triton-")
+        tmp = Path(self._tmp.name)
+        backend_dir = self._backend_dir
+        if backend_dir is None:
+            cwd_build = Path.cwd() / "build"
+            backend_dir = cwd_build / "triton" / "backends" if cwd_build.is_dir() else tmp / "backends"
+        prepare_backend_dir(backend_dir)
+        self.log_path = tmp / "tritonserver.log"
+        self._log_file = open(self.log_path, "wb")
+        cmd = self.command(backend_dir.resolve())
+        log.info("starting tritonserver: repo %s, http %s, grpc %s", self.repo, self.http_url, self.grpc_url)
+        log.debug("command: %s", " ".join(cmd))
+        self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                      env=server_env(), start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def is_ready(self) -> bool:
+        """True when the server answers ready on HTTP."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise GlmtrtError(f"tritonserver exited with code {self._proc.returncode} while loading {self.repo}",
+                                  expected="all models of the repository load",
+                                  fix="read the server log below; check the repository with `glmtrt repo --check`"
+                                      f"\n--- server log (tail) ---\n{self.log_tail()}")
+            if self.is_ready():
+                self._remember_shm()
+                log.info("tritonserver ready (pid %d)", self._proc.pid)
+                return
+            time.sleep(0.2)
+        raise GlmtrtError(f"tritonserver not ready after {self.ready_timeout:.0f} s",
+                          expected="all models load and /v2/health/ready answers 200",
+                          fix="read the server log below; raise --ready-timeout for big models"
+                              f"\n--- server log (tail) ---\n{self.log_tail()}")
+
+    def _remember_shm(self) -> None:
+        """Record the python-backend shm regions mapped by this server and its stubs."""
+        if self._proc is None:
+            return
+        pids = [self._proc.pid] + _children(self._proc.pid)
+        for pid in pids:
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                continue
+            for line in maps.splitlines():
+                idx = line.find(_SHM_PREFIX)
+                if idx >= 0:
+                    self._shm.add(line[idx:].split(" (deleted)")[0].strip())
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of the server log."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        """Stop the server (SIGINT, then SIGKILL after the exit timeout) and remove its shm regions."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            self._proc = proc
+            self._remember_shm()
+            self._proc = None
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=self.exit_timeout + 10)
+                except subprocess.TimeoutExpired:
+                    log.warning("tritonserver did not exit in time; killing its process group")
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+        for path in sorted(self._shm):
+            try:
+                os.unlink(path)
+                log.debug("removed leftover %s", path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove %s: %s", path, exc)
+        self._shm.clear()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (the python backend stubs)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields and int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+#: Official Triton + TensorRT-LLM image per toolchain (NGC tags; TensorRT-LLM 1.2.x / 0.13).
+DEFAULT_CONTAINERS = {"1.2": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3",
+                      "0.13": "nvcr.io/nvidia/tritonserver:24.09-trtllm-python-py3"}
+
+
+def gpu_command(repo: Path, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
+                image: str | None = None) -> list[str]:
+    """`docker run` of the official Triton TensorRT-LLM container serving a GPU repository.
+
+    The in-container command (one tritonserver per rank, via mpirun when world_size > 1) comes
+    from `glmtrt.triton.launch.launch_command`; the repository and the engine dir are mounted
+    at the paths the repository's configs name.
+    """
+    import json
+
+    from glmtrt.triton.launch import launch_command
+
+    repo = Path(repo).resolve()
+    mpath = repo / "glmtrt_repo.json"
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GlmtrtError(f"cannot read {mpath}: {exc}", fix="regenerate the repository with `glmtrt repo`") from exc
+    engine = manifest.get("engine", {})
+    world = int(engine.get("world_size") or 1)
+    image = image or engine.get("triton_container") or DEFAULT_CONTAINERS.get(manifest.get("trtllm_contract", "1.2"))
+    mounts = ["-v", f"{repo}:/models/repo"]
+    in_server = engine.get("path_in_server") or engine.get("dir")
+    if engine.get("dir") and in_server:
+        mounts += ["-v", f"{engine['dir']}:{in_server}:ro"]
+    inner = launch_command("/models/repo", world, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    return ["docker", "run", "--rm", "--gpus", "all", "--net", "host", "--shm-size", "2g",
+            "--ulimit", "memlock=-1", "--ulimit", "stack=67108864", *mounts, image, *inner]
 
 
 def register(group: click.Group) -> None:
     """Add the serve command."""
+
+    @group.command("serve")
+    @click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--http-port", type=int, default=8000, show_default=True)
+    @click.option("--grpc-port", type=int, default=8001, show_default=True)
+    @click.option("--metrics-port", type=int, default=8002, show_default=True)
+    @click.option("--ready-timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for ready.")
+    @click.option("--run", "run_gpu", is_flag=True, help="GPU repository: execute the container command.")
+    def serve(repo: Path, http_port: int, grpc_port: int, metrics_port: int, ready_timeout: float,
+              run_gpu: bool) -> None:
+        """Serve REPO with Triton: on CPU here (python backend), or print the GPU container command."""
+        backend = repository_backend(repo)
+        if backend == "tensorrtllm":
+            cmd = gpu_command(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+            import shlex
+            click.echo(" ".join(shlex.quote(c) for c in cmd))
+            if run_gpu:
+                log.info("running the container command")
+                raise SystemExit(subprocess.call(cmd))
+            return
+        log.info("serving %s on CPU (tensorrt_llm backend: %s)", repo, backend or "none")
+        with TritonServer(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                          ready_timeout=ready_timeout) as srv:
+            click.echo(f"Triton ready: grpc {srv.grpc_url}  http {srv.http_url}  (Ctrl-C stops)")
+            try:
+                while srv._proc is not None and srv._proc.poll() is None:
+                    time.sleep(0.5)
+                click.echo(f"tritonserver exited\n{srv.log_tail()}", err=True)
+            except KeyboardInterrupt:
+                click.echo("stopping")

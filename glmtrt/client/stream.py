@@ -1,0 +1,112 @@
+"""Streaming Triton gRPC client for glmtrt repositories (`ensemble` or `tensorrt_llm_bls`).
+
+`stream_generate(url, text, ...)` yields text as the server streams it. The request carries a
+unique request id (the ensemble's postprocessing keys its UTF-8-safe detokenizer on it) and
+asks for the empty final response (`enable_empty_final_response=True`) so the end of a stream
+is explicit. Request parameters `apply_chat_template`, `messages`, `output_mode` are glmtrt's
+additions (glmtrt.triton.pymodels.common.REQUEST_PARAMETERS).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import uuid
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from glmtrt.errors import GlmtrtError
+
+log = logging.getLogger(__name__)
+
+
+def build_inputs(text: str, *, max_tokens: int, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, stop_words: Sequence[str] | None = None,
+                 bad_words: Sequence[str] | None = None, stream: bool = True):
+    """tritonclient.grpc InferInputs with the ensemble's tensor names (TensorRT-LLM 1.2.x)."""
+    import tritonclient.grpc as grpcclient
+
+    def tensor(name, arr, dtype):
+        t = grpcclient.InferInput(name, list(arr.shape), dtype)
+        t.set_data_from_numpy(arr)
+        return t
+
+    inputs = [tensor("text_input", np.array([[text.encode("utf-8")]], dtype=object), "BYTES"),
+              tensor("max_tokens", np.array([[max_tokens]], dtype=np.int32), "INT32"),
+              tensor("stream", np.array([[stream]], dtype=bool), "BOOL")]
+    if temperature is not None:
+        inputs.append(tensor("temperature", np.array([[temperature]], dtype=np.float32), "FP32"))
+    if top_k is not None:
+        inputs.append(tensor("top_k", np.array([[top_k]], dtype=np.int32), "INT32"))
+    if top_p is not None:
+        inputs.append(tensor("top_p", np.array([[top_p]], dtype=np.float32), "FP32"))
+    if seed is not None:
+        inputs.append(tensor("seed", np.array([[seed]], dtype=np.uint64), "UINT64"))
+    for name, words in (("stop_words", stop_words), ("bad_words", bad_words)):
+        if words:
+            inputs.append(tensor(name, np.array([[w.encode("utf-8") for w in words]], dtype=object), "BYTES"))
+    return inputs
+
+
+def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens: int = 256, chat: bool = True,
+                    history: Sequence[dict] | None = None, temperature: float | None = None,
+                    top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                    stop_words: Sequence[str] | None = None, bad_words: Sequence[str] | None = None,
+                    output_mode: str = "delta", stream: bool = True, timeout: float = 300.0,
+                    request_id: str | None = None) -> Iterator[str]:
+    """Yield the answer to `text` from the Triton server at `url` (host:port of gRPC).
+
+    `chat` applies the model's chat template server-side (`history`: earlier turns as
+    [{"role", "content"}]). `output_mode` "delta" yields new text per response, "cumulative" the
+    whole text so far. With `stream=False` one item (the full answer) is yielded. Errors from
+    the server raise GlmtrtError.
+    """
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    params: dict = {"output_mode": output_mode}
+    if chat or history:
+        params["apply_chat_template"] = True
+    if history:
+        params["messages"] = json.dumps(list(history), ensure_ascii=False)
+    inputs = build_inputs(text, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                          seed=seed, stop_words=stop_words, bad_words=bad_words, stream=stream)
+    rid = request_id or uuid.uuid4().hex
+    results: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        client.start_stream(callback=lambda result, error: results.put((result, error)))
+        client.async_stream_infer(model, inputs, request_id=rid, parameters=params,
+                                  enable_empty_final_response=True)
+        while True:
+            try:
+                result, error = results.get(timeout=timeout)
+            except queue.Empty:
+                raise GlmtrtError(f"no response from {url} within {timeout:.0f} s (request {rid})",
+                                  fix="check the server log; raise the timeout for slow models") from None
+            if error is not None:
+                raise GlmtrtError(f"server error for request {rid}: {error}")
+            out = result.as_numpy("text_output")
+            if out is not None:
+                for item in out.reshape(-1):
+                    piece = item.decode("utf-8") if isinstance(item, bytes) else str(item)
+                    if piece:
+                        yield piece
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                return
+    except InferenceServerException as exc:
+        raise GlmtrtError(f"Triton at {url}: {exc}", fix="is the server running? (glmtrt serve REPO)") from exc
+    finally:
+        try:
+            client.stop_stream(cancel_requests=True)
+        except Exception:  # pragma: no cover - closing a broken stream
+            pass
+        client.close()
+
+
+def generate(url: str, text: str, **kwargs) -> str:
+    """The whole answer as one string (streams underneath, in delta mode)."""
+    kwargs["output_mode"] = "delta"
+    return "".join(stream_generate(url, text, **kwargs))

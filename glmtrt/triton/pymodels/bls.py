@@ -1,0 +1,186 @@
+"""Triton python model `tensorrt_llm_bls`: prompt -> `tensorrt_llm` -> text, in one decoupled model.
+
+Client tensors: those of the ensemble (TensorRT-LLM 1.2.x triton_backend/all_models/
+inflight_batcher_llm/tensorrt_llm_bls/config.pbtxt). Compared with upstream's BLS
+(tensorrt_llm_bls/1/lib/decode.py, triton_decoder.py), which calls the preprocessing and
+postprocessing models per response:
+
+- tokenization and detokenization run in-process with glmtrt's tokenizer (same code as our
+  preprocessing model: `preprocessing.read_request`), only `tensorrt_llm` is called via BLS;
+- the streaming detokenizer state lives in this request's loop, so streamed text never splits a
+  character and every stream ends with a flush (no TTL needed, unlike the ensemble path);
+- `output_mode` request parameter ("delta" | "cumulative"); the `accumulate_tokens` model
+  parameter (upstream) makes "cumulative" the default;
+- each request runs in its own thread, so concurrent streams interleave.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from glmtrt.triton.pymodels import common
+from glmtrt.triton.pymodels.common import RequestError
+from glmtrt.triton.pymodels.preprocessing import read_request
+
+log = logging.getLogger(__name__)
+
+BLS_NAMES = {"text": "text_input", "max_tokens": "max_tokens", "stop_words": "stop_words",
+             "bad_words": "bad_words", "end_id": "end_id", "pad_id": "pad_id",
+             "bias_words": "embedding_bias_words", "chat": "apply_chat_template", "messages": "messages"}
+
+#: client tensor -> tensorrt_llm tensor, passed through when the client sends it
+#: (the ensemble's input_map in TensorRT-LLM 1.2.x .../ensemble/config.pbtxt).
+PASS_THROUGH = {"top_k": "runtime_top_k", "top_p": "runtime_top_p", "temperature": "temperature",
+                "length_penalty": "len_penalty", "repetition_penalty": "repetition_penalty",
+                "min_tokens": "min_tokens", "presence_penalty": "presence_penalty",
+                "frequency_penalty": "frequency_penalty", "seed": "seed",
+                "return_log_probs": "return_log_probs", "return_context_logits": "return_context_logits",
+                "return_generation_logits": "return_generation_logits", "beam_width": "beam_width",
+                "exclude_input_in_output": "exclude_input_in_output"}
+ENGINE_OUTPUTS = ("cum_log_probs", "output_log_probs", "context_logits", "generation_logits", "batch_index")
+
+
+def engine_tensor_names(engine_config: Path) -> dict[str, str]:
+    """Rename seed/min_tokens for a 0.13-toolchain `tensorrt_llm` model (random_seed/min_length)."""
+    names = dict(PASS_THROUGH)
+    try:
+        text = engine_config.read_text(encoding="utf-8")
+    except OSError:
+        return names
+    if '"random_seed"' in text:
+        names["seed"] = "random_seed"
+    if '"min_length"' in text:
+        names["min_tokens"] = "min_length"
+    return names
+
+
+class TritonPythonModel:
+    """Business-logic-scripting model: one request -> engine stream -> UTF-8-safe text stream."""
+
+    def initialize(self, args):
+        pb = common.pb()
+        params = common.model_params(args)
+        self.model_config = __import__("json").loads(args["model_config"])
+        self.decoupled = pb.using_decoupled_model_transaction_policy(self.model_config)
+        self.tokenizer = common.tokenizer_from_args(args, params)
+        self.engine = params.get("tensorrt_llm_model_name", "tensorrt_llm")
+        self.default_mode = "cumulative" if common.param_bool(params, "accumulate_tokens", False) else "delta"
+        self.skip_special_tokens = common.param_bool(params, "skip_special_tokens", True)
+        self.add_special_tokens = common.param_bool(params, "add_special_tokens", True)
+        self.max_input_len = int(params["max_input_len"]) if "max_input_len" in params else None
+        self.names = engine_tensor_names(Path(args["model_repository"]).parent / self.engine / "config.pbtxt")
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def execute(self, requests):
+        if not self.decoupled:
+            return [self._non_decoupled(r) for r in requests]
+        for request in requests:
+            t = threading.Thread(target=self._serve, args=(request,), daemon=True)
+            with self._lock:
+                self._threads.add(t)
+            t.start()
+        return None
+
+    # -- per request ----------------------------------------------------------------------
+    def _engine_request(self, request, p, stream: bool):
+        pb = common.pb()
+        i32 = lambda v: np.array([[v]], dtype=np.int32)  # noqa: E731
+        tensors = [pb.Tensor("input_ids", np.array([p.input_ids], dtype=np.int32)),
+                   pb.Tensor("input_lengths", i32(len(p.input_ids))),
+                   pb.Tensor("request_output_len", i32(p.output_len)),
+                   pb.Tensor("end_id", i32(p.end_id)), pb.Tensor("pad_id", i32(p.pad_id)),
+                   pb.Tensor("stop_words_list", common.stack_words([common.to_words_list(p.stop_words)])),
+                   pb.Tensor("bad_words_list", common.stack_words([common.to_words_list(p.bad_words)])),
+                   pb.Tensor("streaming", np.array([[stream]], dtype=bool))]
+        for client_name, engine_name in self.names.items():
+            arr = common.get_array(request, client_name)
+            if arr is not None:
+                tensors.append(pb.Tensor(engine_name, arr.reshape(1, -1)))
+        return pb.InferenceRequest(model_name=self.engine, inputs=tensors,
+                                   requested_output_names=["output_ids", "sequence_length", *ENGINE_OUTPUTS])
+
+    def _responses(self, request, stream: bool, mode: str | None = None):
+        """Parse, call the engine, and yield (text_delta_or_full, engine_response, is_last) tuples."""
+        from glmtrt.tokenizer import IncrementalDetokenizer
+
+        params = common.request_parameters(request, strict=True)
+        mode = mode or params.get("output_mode", self.default_mode)
+        p = read_request(request, self.tokenizer, add_special_tokens=self.add_special_tokens,
+                         max_input_len=self.max_input_len, names=BLS_NAMES)
+        detok = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=self.skip_special_tokens)
+        text = ""
+        for resp in self._engine_request(request, p, stream).exec(decoupled=True):
+            if resp.has_error():
+                raise RequestError(resp.error().message())
+            out = common.pb().get_output_tensor_by_name(resp, "output_ids")
+            if out is None:  # the engine's empty final response
+                continue
+            ids = out.as_numpy().reshape(-1)
+            n = common.pb().get_output_tensor_by_name(resp, "sequence_length")
+            if n is not None:
+                ids = ids[:int(n.as_numpy().reshape(-1)[0])]
+            delta = detok.push([int(i) for i in ids])
+            text += delta
+            yield (text if mode == "cumulative" else delta), resp
+        tail = detok.flush()
+        if tail:
+            text += tail
+            yield (text if mode == "cumulative" else tail), None
+
+    def _response(self, text: str, engine_resp):
+        pb = common.pb()
+        tensors = [pb.Tensor("text_output", common.bytes_array([text], (1, 1)))]
+        if engine_resp is not None:
+            for name in ENGINE_OUTPUTS:
+                t = pb.get_output_tensor_by_name(engine_resp, name)
+                if t is not None:
+                    tensors.append(pb.Tensor(name, t.as_numpy()))
+        return pb.InferenceResponse(output_tensors=tensors)
+
+    def _serve(self, request) -> None:
+        pb = common.pb()
+        sender = request.get_response_sender()
+        try:
+            stream = bool(common.get_scalar(request, "stream", False))
+            if stream:
+                for text, resp in self._responses(request, True):
+                    if sender.is_cancelled():
+                        break
+                    sender.send(self._response(text, resp))
+                sender.send(flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            else:
+                sender.send(self._collect(request), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except RequestError as exc:
+            sender.send(common.error_response(f"tensorrt_llm_bls: {exc}"), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as exc:  # keep serving; say what happened
+            log.exception("tensorrt_llm_bls failed")
+            sender.send(common.error_response(f"tensorrt_llm_bls: internal error: {exc}"),
+                        flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _collect(self, request):
+        parts, last = [], None
+        for text, resp in self._responses(request, False, mode="delta"):
+            parts.append(text)
+            last = resp if resp is not None else last
+        return self._response("".join(parts), last)
+
+    def _non_decoupled(self, request):
+        try:
+            if common.get_scalar(request, "stream", False):
+                raise RequestError("stream=true needs the decoupled tensorrt_llm_bls (generate the repo with decoupled)")
+            return self._collect(request)
+        except RequestError as exc:
+            return common.error_response(f"tensorrt_llm_bls: {exc}")
+
+    def finalize(self):
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout=5)
