@@ -43,14 +43,17 @@ help: ## Show this help
 	@echo "example: make plan MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 	@echo "         make engine MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 
-install: ## Create .venv and install glmtrt with test extras
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e '.[test]'
+install: ## Create .venv and install glmtrt with test extras (scripts/install.sh)
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
 
-test: ## Run the test suite (GPU tests skip without TensorRT-LLM)
-	$(VENV)/bin/python -m pytest -q
+$(GLMTRT): pyproject.toml
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
+	@touch $@
 
-demo: ## Whole pipeline on an embedded tiny model (CPU)
+test: ## Install if needed and run the test suite (== bash .ci/run; GPU tests skip without TensorRT-LLM)
+	bash .ci/run
+
+demo: $(GLMTRT) ## Whole pipeline on an embedded tiny model: convert, verify, repo, real Triton on CPU
 	$(GLMTRT) demo
 
 check-model:
@@ -79,11 +82,11 @@ endif
 image: ## Build the Docker image of GPU's profile (FROM its Triton TensorRT-LLM container)
 	$(DOCKER) build --build-arg GPU_PROFILE=$(GPU) -t $(IMAGE) .
 
-repo: ## Triton model repository for $(ENGINE) in $(REPO)
-	$(GLMTRT) repo $(ENGINE) -o $(REPO)
+repo: check-model ## Triton model repository for $(ENGINE) in $(REPO) (tokenizer from MODEL)
+	$(GLMTRT) repo $(ENGINE) --tokenizer $(MODEL) -o $(REPO)
 
 serve: ## Serve $(REPO) with Triton
 	$(GLMTRT) serve $(REPO)
 
-bench: ## Benchmark the running server
-	$(GLMTRT) bench
+bench: $(GLMTRT) ## Convert benchmark: ChatGLM3-6B-shaped random checkpoint vs cp (docs/BENCHMARKS.md)
+	$(VENV)/bin/python scripts/bench_convert.py

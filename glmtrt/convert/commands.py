@@ -69,8 +69,9 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
               show_default=True, help="Activation/weight dtype of the checkpoint.")
 @click.option("--tp-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tensor-parallel ranks (one rank{N}.safetensors each).")
-@click.option("--quant", type=click.Choice(["int8-wo", "int4-wo"]), default=None,
-              help="Weight-only quantization (weights are quantized by TensorRT-LLM at engine build).")
+@click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "w8a8", "fp8"]), default=None,
+              help="int8-wo/int4-wo: weight-only (TensorRT-LLM quantizes the fp16 weights at engine build). "
+                   "w8a8 (SmoothQuant) and fp8 need calibration: not implemented yet.")
 @click.option("--kv-cache-dtype", type=click.Choice(["int8", "fp8"]), default=None, hidden=True)
 @click.option("--chatglm-version", type=click.Choice(["chatglm3", "glm4"]), default=None)
 @click.option("--allow-pickle", is_flag=True, help="Read pickle .bin weights (torch.load weights_only=True).")
@@ -82,10 +83,12 @@ def convert_cmd(model_dir: Path, output: Path, dtype: str, tp_size: int, quant: 
     """Convert an HF ChatGLM3/GLM-4 checkpoint into a TensorRT-LLM 1.2.x checkpoint."""
     from glmtrt.convert.pipeline import convert_checkpoint
 
-    if kv_cache_dtype:
+    if kv_cache_dtype or quant in ("w8a8", "fp8"):
         from glmtrt.errors import GlmtrtError
-        raise GlmtrtError(f"--kv-cache-dtype {kv_cache_dtype} needs calibration scales",
-                          fix="INT8/FP8 KV cache is not implemented yet; omit the option")
+        what = f"--quant {quant}" if quant in ("w8a8", "fp8") else f"--kv-cache-dtype {kv_cache_dtype}"
+        raise GlmtrtError(f"{what} needs calibration scales, which glmtrt does not compute yet",
+                          expected="--quant int8-wo or int4-wo (no calibration), or no --quant",
+                          fix="use a weight-only precision for now (PRECISION=int8-wo / int4-wo)")
     log.info("convert %s -> %s dtype=%s tp_size=%d quant=%s", model_dir, output, dtype, tp_size, quant or "none")
     out = convert_checkpoint(model_dir, output, dtype=dtype, tp_size=tp_size, quant=quant,
                              chatglm_version=chatglm_version, allow_pickle=allow_pickle, force=force,
