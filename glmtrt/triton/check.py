@@ -22,7 +22,7 @@ REPO_MANIFEST = "glmtrt_repo.json"
 MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
 _PLACEHOLDER = re.compile(r"\$\{[^}\n]*\}?")
 _BOOL_PARAMS = {"tensorrt_llm": ("exclude_input_in_output", "enable_chunked_context", "enable_kv_cache_reuse"),
-                "tensorrt_llm_bls": ("accumulate_tokens",), "preprocessing": ("add_special_tokens",),
+                "tensorrt_llm_bls": ("accumulate_tokens", "add_special_tokens", "skip_special_tokens"), "preprocessing": ("add_special_tokens",),
                 "postprocessing": ("skip_special_tokens",)}
 
 
@@ -364,11 +364,13 @@ class _Checker:
             if key in build and key in limits and build[key] != limits[key]:
                 self.add(REPO_MANIFEST, f"limits.{key}", f"is {limits[key]} but the engine has {build[key]}",
                          "regenerate the repository from this engine")
-        pre = self.cfgs.get("preprocessing")
-        if pre is not None and isinstance(build.get("max_input_len"), int):
-            v = _params(pre).get("max_input_len", "")
+        for model in ("preprocessing", "tensorrt_llm_bls"):
+            cfg = self.cfgs.get(model)
+            if cfg is None or not isinstance(build.get("max_input_len"), int):
+                continue
+            v = _params(cfg).get("max_input_len", "")
             if not v.isdigit() or int(v) > build["max_input_len"]:
-                self.add("preprocessing/config.pbtxt", 'parameters["max_input_len"]',
+                self.add(f"{model}/config.pbtxt", 'parameters["max_input_len"]',
                          f"is {v!r} but the engine accepts at most {build['max_input_len']} input tokens",
                          f'set "{build["max_input_len"]}"')
 

@@ -269,7 +269,8 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
         "tensorrt_llm_bls": render_template("tensorrt_llm_bls.pbtxt", {
             **common, "decoupled": s["decoupled"], "request_io": request_io,
             "bls_instance_count": s["bls_instance_count"], "accumulate_tokens": _b(s["accumulate_tokens"]),
-            "tokenizer_dir": s["tokenizer_dir"]}),
+            "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
+            "skip_special_tokens": _b(s["skip_special_tokens"]), "max_input_len": str(s["max_input_len"])}),
     }
     if facts.kind == "gpu":
         out["tensorrt_llm"] = render_template("tensorrt_llm.pbtxt", {
