@@ -87,6 +87,12 @@ def scripted(tmp_path_factory, shared_tok):
 
 
 @pytest.fixture(scope="module")
+def answer():
+    """The scripted model's chat answer."""
+    return ANSWER
+
+
+@pytest.fixture(scope="module")
 def repo(tmp_path_factory, scripted):
     from glmtrt.triton.generator import RepoOptions, generate_repository
 

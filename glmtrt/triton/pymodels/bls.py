@@ -8,7 +8,8 @@ postprocessing models per response:
 - tokenization and detokenization run in-process with glmtrt's tokenizer (same code as our
   preprocessing model: `preprocessing.read_request`), only `tensorrt_llm` is called via BLS;
 - the streaming detokenizer state lives in this request's loop, so streamed text never splits a
-  character and every stream ends with a flush (no TTL needed, unlike the ensemble path);
+  character and the state ends with the request (no TTL needed, unlike the ensemble path);
+  bytes of a character cut off by max_tokens are dropped (never a trailing U+FFFD);
 - `output_mode` request parameter ("delta" | "cumulative"); the `accumulate_tokens` model
   parameter (upstream) makes "cumulative" the default;
 - each request runs in its own thread, so concurrent streams interleave.
@@ -126,10 +127,10 @@ class TritonPythonModel:
             delta = detok.push([int(i) for i in ids])
             text += delta
             yield (text if mode == "cumulative" else delta), resp
-        tail = detok.flush()
-        if tail:
-            text += tail
-            yield (text if mode == "cumulative" else tail), None
+        # bytes of a character cut off by max_tokens/stop can only become U+FFFD: drop them, as
+        # the ensemble's postprocessing does (it never sees the end of a stream)
+        if detok.pending_bytes:
+            log.debug("dropping %d bytes of an incomplete character at the end", detok.pending_bytes)
 
     def _response(self, text: str, engine_resp):
         pb = common.pb()
