@@ -6,12 +6,16 @@
 #       make engine-local CKPT=convert/x ENGINE=engines/x-t4 GPU=t4
 #
 # BASE_IMAGE must be the profile's `toolchain.triton_container` (glmtrt/build/profiles/<gpu>.json);
-# tests/build/test_docker.py checks that the two agree. Sources of the tags: docs/BUILD.md.
-# Pinned tags only; the image refuses to build when the container's tensorrt_llm is not the
-# profile's line, so a wrong tag fails here rather than producing engines for another runtime.
+# tests/build/test_docker_make.py checks that the two agree. Pinned tags only; the image refuses to
+# build when the container's tensorrt_llm is not the profile's line, so a wrong tag fails here
+# rather than producing engines for another runtime.
+# Tag sources (profile `toolchain.source`, docs/BUILD.md): Triton "Release Compatibility Matrix",
+# section trtllm-python-py3 (triton-inference-server/server docs/introduction/compatibility.md):
+#   24.09 -> TensorRT-LLM 0.13.0 (24.08: 0.12.0, 24.10: 0.14.0)
+#   26.04 -> TensorRT-LLM 1.2.1  (first 1.2.1 tag; 26.03: 1.2.0, 25.12-26.02: 1.1.0)
 ARG GPU_PROFILE=t4
 ARG BASE_IMAGE_t4=nvcr.io/nvidia/tritonserver:24.09-trtllm-python-py3
-ARG BASE_IMAGE_rtx4090=nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3
+ARG BASE_IMAGE_rtx4090=nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3
 
 FROM ${BASE_IMAGE_t4} AS base-t4
 ENV GLMTRT_TRTLLM_LINE=0.13

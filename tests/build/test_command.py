@@ -73,6 +73,30 @@ def test_profiles_are_complete():
         assert all(f["reason"] for f in p.features.values())
 
 
+
+# Triton "Release Compatibility Matrix", section "Container Name: trtllm-python-py3"
+# (triton-inference-server/server docs/introduction/compatibility.md, commit 4b54459, 2026-07-29):
+# the TensorRT-LLM version each trtllm-python-py3 tag ships, around the two pinned lines.
+_MATRIX_TRTLLM = {"24.08": "0.12.0", "24.09": "0.13.0", "24.10": "0.14.0", "25.12": "1.1.0",
+                  "26.01": "1.1.0", "26.02": "1.1.0", "26.03": "1.2.0", "26.04": "1.2.1",
+                  "26.05": "1.2.1", "26.06": "1.2.1", "26.07": "1.2.1"}
+
+
+def test_profile_containers_ship_the_profile_tensorrt_llm():
+    import json
+    from importlib import resources
+    for name in known_profiles():
+        p = load_profile(name)
+        tag = p.toolchain.triton_container.split(":", 1)[1].split("-", 1)[0]
+        assert _MATRIX_TRTLLM.get(tag) == p.toolchain.tensorrt_llm, (name, tag)
+        # the data file says where the tag comes from, quoting the matrix row it relies on
+        raw = json.loads(resources.files("glmtrt.build").joinpath("profiles", f"{name}.json").read_text())
+        source = raw["toolchain"]["source"]
+        assert "compatibility" in source and "trtllm-python-py3" in source
+        assert f"row {tag}" in source and f"TensorRT-LLM {p.toolchain.tensorrt_llm}" in source
+    assert load_profile("t4").toolchain.triton_container.endswith(":24.09-trtllm-python-py3")
+    assert load_profile("rtx4090").toolchain.triton_container.endswith(":26.04-trtllm-python-py3")
+
 def test_unknown_gpu_lists_known_ones():
     with pytest.raises(GlmtrtError, match="(?s)unknown GPU 'a100'.*one of: rtx4090, t4"):
         load_profile("a100")
