@@ -176,3 +176,27 @@ def test_engine_contract_direct(server, scripted, shared_tok):
     lp = result.as_numpy("output_log_probs")
     assert lp.shape == (1, 1, 5) and np.all(lp <= 0)
     assert np.isclose(result.as_numpy("cum_log_probs")[0, 0], lp.sum(), atol=1e-4)
+
+
+def test_cli_generate_and_chat(server, answer):
+    from click.testing import CliRunner
+
+    from glmtrt.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["generate", server.grpc_url, "你好", "--temperature", "0", "--max-tokens", "32"])
+    assert res.exit_code == 0, res.output
+    assert answer in res.output
+    res = runner.invoke(main, ["chat", server.grpc_url, "--model", "tensorrt_llm_bls", "--temperature", "0", "--max-tokens", "32"],
+                        input="你好\n再来\n\n")
+    assert res.exit_code == 0, res.output
+    assert res.output.count(answer) == 2
+
+
+def test_cli_generate_reports_server_errors(server):
+    from click.testing import CliRunner
+
+    from glmtrt.cli import main
+
+    res = CliRunner().invoke(main, ["generate", server.grpc_url, "", "--raw"])
+    assert res.exit_code == 2 and "empty" in res.output
