@@ -34,7 +34,7 @@ from typing import Iterator
 
 from glmtrt.errors import GlmtrtError
 from glmtrt.reference import sampling
-from glmtrt.reference.weights import Geometry, _torch_dtype, load_merged_weights
+from glmtrt.reference.weights import Geometry, _torch_dtype, load_merged_weights, read_checkpoint_config
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class _Layer:
 
 
 def rope_gptj_inv_freq(rotary_dim: int, base: float):
-    """inv_freq[i] = base^(-2i/rotary_dim), i < rotary_dim/2, in float64 then float32."""
+    """inv_freq[i] = base^(-2i/rotary_dim), i < rotary_dim/2: computed in float64, stored float32,
+    as tensorrt_llm/functional.py `RopeEmbeddingUtils.create_sinusoidal_positions_for_attention_plugin`
+    builds the table the attention plugin reads (numpy, cast to float32)."""
     import torch
 
     exponent = torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim
@@ -143,11 +145,14 @@ class ReferenceModel:
         dtype None: float32 math (default); "auto": the checkpoint's dtype; or
         "float32"/"float16"/"bfloat16"/a torch.dtype.
         """
-        cfg, weights = load_merged_weights(ckpt_dir)
+        if dtype == "auto":
+            dtype = read_checkpoint_config(ckpt_dir).get("dtype", "float32")
+        # cast while merging (one tensor at a time), so the model holds a single copy
+        cfg, weights = load_merged_weights(ckpt_dir, dtype=_torch_dtype(dtype) or "float32")
         model = cls(cfg, weights, device=device, dtype=dtype)
         log.info("reference model: %d layers, vocab %d, compute %s on %s (checkpoint %s, tp %d)",
-                 model.geometry.num_layers, model.vocab_size, model.dtype, model.device,
-                 cfg.get("dtype"), model.geometry.tp_size)
+                 model.geometry.num_layers, model.vocab_size, str(model.dtype).replace("torch.", ""),
+                 model.device, cfg.get("dtype"), model.geometry.tp_size)
         return model
 
     # ------------------------------------------------------------------ numerics
@@ -238,12 +243,14 @@ class ReferenceModel:
 
     __call__ = forward
 
-    def generate(self, ids, max_new_tokens: int, end_id: int, stop_ids=(), temperature: float = 1.0,
+    def generate(self, ids, max_new_tokens: int, end_id: int | None, stop_ids=(), temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> Iterator[int]:
         """Yield new token ids one at a time (batch 1, KV cache).
 
         Greedy when temperature == 0 or top_k == 1. Generation ends after `max_new_tokens`, at
-        `end_id` (not yielded, like the engine's end_id) or after yielding a token in `stop_ids`.
+        `end_id` (not yielded, like the engine's end_id; None = no end id) or after yielding a token
+        in `stop_ids` (yielded, like TensorRT-LLM stop words). Argument errors raise at call time;
+        the returned iterator computes lazily, one forward per yielded token.
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -254,7 +261,8 @@ class ReferenceModel:
         stop = {int(s) for s in stop_ids}
         generator = None if sampling.is_greedy(temperature, top_k) else \
             sampling.make_generator(seed, self.device)
-        return self._generate(ids, max_new_tokens, int(end_id), stop, temperature, top_k, top_p, generator)
+        end = -1 if end_id is None else int(end_id)
+        return self._generate(ids, max_new_tokens, end, stop, temperature, top_k, top_p, generator)
 
     def _generate(self, ids, max_new_tokens, end_id, stop, temperature, top_k, top_p, generator):
         import torch

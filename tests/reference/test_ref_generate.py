@@ -37,6 +37,7 @@ def test_end_id_is_not_yielded_and_stop_id_is(ref):
     assert list(ref.generate(PROMPT, 12, end_id=-1, stop_ids=[third], temperature=0)) == greedy[:first_at + 1]
     assert list(ref.generate(PROMPT, 0, end_id=-1, temperature=0)) == []
     assert list(ref.generate(PROMPT, 1, end_id=-1, temperature=0)) == greedy[:1]
+    assert list(ref.generate(PROMPT, 3, end_id=None, temperature=0)) == greedy[:3]
 
 
 def test_seeded_sampling_is_reproducible(ref):
