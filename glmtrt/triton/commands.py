@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 @click.option("--max-queue-size", type=int, default=0, show_default=True, help="0: unlimited.")
 @click.option("--batch-scheduler-policy", type=click.Choice(["guaranteed_no_evict", "max_utilization"]),
               default="guaranteed_no_evict", show_default=True)
-@click.option("--kv-cache-free-gpu-mem-fraction", type=float, default=0.9, show_default=True)
+@click.option("--kv-cache-free-gpu-mem-fraction", type=float,
+              help="Default: the engine manifest's plan (memory planner), else 0.9.")
 @click.option("--chunked-context/--no-chunked-context", default=None,
               help="Default: on when the engine has paged context FMHA.")
 @click.option("--kv-cache-reuse/--no-kv-cache-reuse", default=None,
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 @click.option("--force", is_flag=True, help="Replace an existing output dir.")
 def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_launch: bool, tokenizer: Path | None,
                  output: Path | None, engine: str, max_batch_size: int | None, decoupled: bool, max_queue_delay_us: int,
-                 max_queue_size: int, batch_scheduler_policy: str, kv_cache_free_gpu_mem_fraction: float,
+                 max_queue_size: int, batch_scheduler_policy: str, kv_cache_free_gpu_mem_fraction: float | None,
                  chunked_context: bool | None, kv_cache_reuse: bool | None, include_input: bool,
                  python_instances: int | None, bls_instances: int | None, engine_path: str | None,
                  copy_checkpoint: bool, max_input_len: int | None, max_seq_len: int | None, force: bool) -> None:

@@ -76,7 +76,7 @@ class RepoOptions:
     max_queue_size: int = 0
     batching_strategy: str = "inflight_fused_batching"
     batch_scheduler_policy: str = "guaranteed_no_evict"
-    kv_cache_free_gpu_mem_fraction: float = 0.9
+    kv_cache_free_gpu_mem_fraction: float | None = None  # default: engine manifest plan, else 0.9
     enable_chunked_context: bool | None = None
     enable_kv_cache_reuse: bool | None = None
     exclude_input_in_output: bool = True
@@ -137,6 +137,7 @@ class EngineFacts:
     gather_context_logits: bool
     gather_generation_logits: bool
     paged_context_fmha: bool
+    planned_kv_fraction: float | None = None  # manifest plan.kv_cache_free_gpu_mem_fraction (planner)
 
 
 def engine_facts(engine_dir: Path) -> EngineFacts:
@@ -173,6 +174,7 @@ def engine_facts(engine_dir: Path) -> EngineFacts:
         logits_dtype=logits, gather_context_logits=bool(b.get("gather_context_logits", False)),
         gather_generation_logits=bool(b.get("gather_generation_logits", False)),
         paged_context_fmha=bool(b.get("use_paged_context_fmha", False)),
+        planned_kv_fraction=(m.get("plan") or {}).get("kv_cache_free_gpu_mem_fraction"),
     )
 
 
@@ -214,8 +216,12 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
         raise GlmtrtError(f"batching strategy {opts.batching_strategy!r}", expected=" | ".join(BATCHING_STRATEGIES))
     if opts.batch_scheduler_policy not in SCHEDULER_POLICIES:
         raise GlmtrtError(f"batch scheduler policy {opts.batch_scheduler_policy!r}", expected=" | ".join(SCHEDULER_POLICIES))
-    if not 0.0 < opts.kv_cache_free_gpu_mem_fraction <= 1.0:
-        raise GlmtrtError(f"kv_cache_free_gpu_mem_fraction {opts.kv_cache_free_gpu_mem_fraction}", expected="in (0, 1]")
+    kv_frac = opts.kv_cache_free_gpu_mem_fraction
+    if kv_frac is None:
+        kv_frac = facts.planned_kv_fraction if facts.planned_kv_fraction is not None else 0.9
+    if not isinstance(kv_frac, (int, float)) or not 0.0 < kv_frac <= 1.0:
+        raise GlmtrtError(f"kv_cache_free_gpu_mem_fraction {kv_frac!r}", expected="in (0, 1]",
+                          fix="fix --kv-cache-free-gpu-mem-fraction (or the engine manifest plan)")
     if opts.max_queue_delay_microseconds < 0 or opts.max_queue_size < 0:
         raise GlmtrtError("negative queue setting", expected="max_queue_delay_microseconds >= 0, max_queue_size >= 0")
     py = opts.python_instances or (1 if facts.kind == "reference" else 2)
@@ -235,7 +241,7 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
         "max_batch_size": mbs, "decoupled": opts.decoupled,
         "max_queue_delay_microseconds": opts.max_queue_delay_microseconds, "max_queue_size": opts.max_queue_size,
         "batching_strategy": opts.batching_strategy, "batch_scheduler_policy": opts.batch_scheduler_policy,
-        "kv_cache_free_gpu_mem_fraction": opts.kv_cache_free_gpu_mem_fraction,
+        "kv_cache_free_gpu_mem_fraction": float(kv_frac),
         "enable_chunked_context": bool(chunked), "enable_kv_cache_reuse": bool(reuse),
         "exclude_input_in_output": opts.exclude_input_in_output, "accumulate_tokens": opts.accumulate_tokens,
         "preprocessing_instance_count": py, "postprocessing_instance_count": py, "bls_instance_count": bls,

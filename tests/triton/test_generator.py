@@ -102,6 +102,18 @@ def test_gpu_repository_values_come_from_the_engine_manifest(tmp_path, tok):
     assert script.count("shm-region-prefix-name=prefix") == 2 and "mpirun" in script
 
 
+def test_kv_fraction_comes_from_the_engine_plan(tmp_path, tok):
+    eng = make_engine(tmp_path / "e", tp=1)
+    m = json.loads((eng / "manifest.json").read_text())
+    m["plan"] = {"kv_cache_free_gpu_mem_fraction": 0.85, "kv_tokens": 12000}
+    (eng / "manifest.json").write_text(json.dumps(m))
+    repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / "r"))
+    assert _params(_cfgs(repo)["tensorrt_llm"])["kv_cache_free_gpu_mem_fraction"] == "0.85"
+    repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / "r2",
+                                           kv_cache_free_gpu_mem_fraction=0.5))
+    assert _params(_cfgs(repo)["tensorrt_llm"])["kv_cache_free_gpu_mem_fraction"] == "0.5"
+
+
 def test_tensor_contract_matches_trtllm_1_2(tmp_path, tok):
     repo = generate_repository(RepoOptions(source=make_engine(tmp_path / "e", tp=1), tokenizer=tok, output=tmp_path / "r"))
     cfgs = _cfgs(repo)
