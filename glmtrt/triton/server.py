@@ -298,8 +298,8 @@ def _children(pid: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-#: Official Triton + TensorRT-LLM image per toolchain (NGC tags; TensorRT-LLM 1.2.x / 0.13).
-DEFAULT_CONTAINERS = {"1.2": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3",
+#: Fallback images when glmtrt_repo.json names none (same tags as glmtrt/build/profiles/*.json).
+DEFAULT_CONTAINERS = {"1.2": "nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3",
                       "0.13": "nvcr.io/nvidia/tritonserver:24.09-trtllm-python-py3"}
 
 
