@@ -80,3 +80,16 @@ def test_tolerance_table():
     with pytest.raises(GlmtrtError):
         tolerance_for("int8", "float32")
     assert default_prompts(128) == default_prompts(128)
+
+
+def test_text_prompts_use_the_source_tokenizer(tiny):
+    from glmtrt.tokenizer import load_tokenizer
+    from glmtrt.tokenizer.tiny import make_tiny_chatglm3_tokenizer
+
+    src = tiny.source(vocab_size=1024)                      # tiny tokenizer: 1009 ids
+    make_tiny_chatglm3_tokenizer(src)
+    prompts = ["你好，世界! Hello", "GLM 推理"]
+    report = verify_checkpoint(tiny.checkpoint(vocab_size=1024, tp=2), src, prompts=prompts)
+    assert report.passed, report.format_table()
+    lengths = [len(load_tokenizer(src).encode(p)) for p in prompts]
+    assert [p.positions for p in report.prompts] == [2 * n for n in lengths]
