@@ -44,9 +44,9 @@ def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = Tr
     result["checkpoint"] = ckpt
 
     if verify:
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("transformers") is None:
             echo("[3/5] glmtrt verify: skipped (transformers not installed: pip install 'glmtrt[verify]')")
         else:
             from glmtrt.reference.verify import verify_checkpoint

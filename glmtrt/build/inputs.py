@@ -3,13 +3,13 @@ rank{N}.safetensors) or, for `glmtrt plan` only, an HF model dir (dims via the m
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from glmtrt.build.planner import ModelDims
 from glmtrt.errors import GlmtrtError
+from glmtrt.fileio import read_json_object
 
 # TensorRT-LLM QuantAlgo names (tensorrt_llm/quantization/mode.py) -> glmtrt precision.
 _QUANT_TO_PRECISION = {"W8A16": "int8-wo", "W4A16": "int4-wo", "FP8": "fp8"}
@@ -65,13 +65,7 @@ def dims_from_spec(spec: Any, name: str) -> ModelDims:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GlmtrtError(f"{path} is not valid JSON ({exc})") from exc
-    if not isinstance(body, dict):
-        raise GlmtrtError(f"{path} holds {type(body).__name__}", expected="a JSON object")
-    return body
+    return read_json_object(path, path.name)
 
 
 def is_trtllm_checkpoint(path: str | Path) -> bool:

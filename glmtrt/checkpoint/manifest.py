@@ -1,23 +1,15 @@
 """`manifest.json` of every stage output: what is in the directory and where it came from."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from glmtrt import TRTLLM_TARGET_VERSION, __version__
 from glmtrt.errors import GlmtrtError
+from glmtrt.fileio import read_json_object, sha256_file
 
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_manifest(directory: Path, kind: str, files: dict[str, str], **sections: Any) -> Path:
@@ -42,10 +34,7 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict[str, A
         raise GlmtrtError(f"{directory} has no {MANIFEST}",
                           expected=f"a directory written by glmtrt ({kind or 'any stage'})",
                           fix="produce it with `glmtrt convert` (checkpoints) or `glmtrt build` (engines)")
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GlmtrtError(f"{path} is not valid JSON ({exc})") from exc
+    body = read_json_object(path, MANIFEST)
     if kind is not None and body.get("kind") != kind:
         raise GlmtrtError(f"{path} describes a '{body.get('kind')}'", expected=f"a '{kind}' directory")
     return body

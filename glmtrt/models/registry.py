@@ -5,12 +5,12 @@ layout ("source format") it has. Unknown architectures get an error listing the 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from glmtrt.errors import GlmtrtError
+from glmtrt.fileio import read_json_object
 from glmtrt.models import chatglm
 
 
@@ -55,13 +55,7 @@ def read_hf_config(model_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise GlmtrtError(f"{path} is missing", expected="a Hugging Face model directory with config.json",
                           fix="download the whole model repository, not only the weights")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GlmtrtError(f"{path} is not valid JSON ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise GlmtrtError(f"{path} holds {type(cfg).__name__}", expected="a JSON object")
-    return cfg
+    return read_json_object(path, "config.json")
 
 
 def resolve(cfg: Mapping[str, Any]) -> FamilyEntry:

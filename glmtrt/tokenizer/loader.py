@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 import re
 from pathlib import Path
+
+from glmtrt.fileio import read_json_object
 from typing import Any
 
 from glmtrt.errors import GlmtrtError
@@ -145,15 +146,7 @@ def parse_tiktoken_ranks(data: bytes, source: Path | str = "tokenizer.model") ->
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise GlmtrtError(f"{path} is not valid JSON: {e}", expected="a JSON object") from e
-    if not isinstance(obj, dict):
-        raise GlmtrtError(f"{path} holds a {type(obj).__name__}", expected="a JSON object")
-    return obj
+    return read_json_object(path, path.name, missing_ok=True)
 
 
 def _eos_ids(cfg: dict[str, Any]) -> list[int]:

@@ -10,18 +10,18 @@ narrow them. Every config is rendered from our strict templates and then validat
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from glmtrt import TRTLLM_TARGET_VERSION, __version__
+from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
 from glmtrt.errors import GlmtrtError
+from glmtrt.fileio import read_json_object, sha256_file
 from glmtrt.triton.template import Raw, render_template
 
 log = logging.getLogger(__name__)
@@ -90,23 +90,7 @@ class RepoOptions:
     force: bool = False
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (manifests are small)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON object, with an error naming the file on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise GlmtrtError(f"{what} not found: {path}", fix=f"check the path; {what} is written by glmtrt")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GlmtrtError(f"{path}: not valid JSON ({exc})", fix="regenerate the file") from None
-    if not isinstance(data, dict):
-        raise GlmtrtError(f"{path}: expected a JSON object", fix="regenerate the file")
-    return data
+read_json = read_json_object
 
 
 def _int_field(data: dict, key: str, where: str) -> int:
@@ -321,14 +305,10 @@ def generate_repository(opts: RepoOptions) -> Path:
     facts = engine_facts(opts.source) if opts.engine == "gpu" else checkpoint_facts(opts.source, opts)
     settings = resolve_settings(opts, facts)
     tok = _load_tokenizer(Path(opts.tokenizer))
-    out = Path(opts.output).resolve()
-    if out.exists() and not opts.force:
-        raise GlmtrtError(f"output {out} already exists", fix="choose another -o or pass --force to replace it")
+    out = check_output_dir(Path(opts.output).resolve(), opts.force)
     log.info("repository %s: engine=%s source=%s max_batch_size=%d decoupled=%s world_size=%d tokenizer=%s",
              out, facts.kind, facts.dir, settings["max_batch_size"], settings["decoupled"], facts.world_size, tok.name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_output_dir(out, opts.force) as tmp:
         checkpoint_param = ""
         if facts.kind == "reference":
             if opts.copy_checkpoint:
@@ -355,10 +335,6 @@ def generate_repository(opts: RepoOptions) -> Path:
         problems = check_repository(tmp, engine_dir=facts.dir if facts.kind == "gpu" else None)
         if problems:
             raise GlmtrtError("generated repository failed validation (a glmtrt bug):\n" + format_problems(problems))
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s (%s)", out, ", ".join(MODELS))
     return out
 
@@ -398,16 +374,6 @@ def _publish_modes(root: Path) -> None:
             os.chmod(path, 0o755)
         else:
             os.chmod(path, 0o644)
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def options_dict(opts: RepoOptions) -> dict[str, Any]:
