@@ -4,7 +4,8 @@ tiny bilingual tokenizer + tiny random ChatGLM3-shaped checkpoint (HF THUDM layo
   -> glmtrt convert (TensorRT-LLM 1.2.x checkpoint) -> glmtrt verify (vs transformers, if installed)
   -> glmtrt repo --engine reference (Triton inflight-batching repository, CPU stand-in engine)
   -> a real Triton server on CPU -> one answer streamed over gRPC and printed as it arrives.
-The weights are random, so the answer is random text: the point is that every stage runs for real.
+The weights are random except for one scripted greedy answer, so the default prompt gets a
+readable bilingual reply; other prompts get random text. Every stage runs for real.
 """
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ import click
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROMPT = "你好，请介绍一下 TensorRT-LLM。"
+DEFAULT_PROMPT = "你好，请介绍一下你自己。"
+# The tiny model's weights are random except for this scripted greedy chat answer (see
+# glmtrt.models.chatglm.tiny.script_greedy_answer); its tiny tokenizer splits 微 and 经 into
+# byte-fallback pieces, so the stream also shows the UTF-8-safe detokenizer at work.
+SCRIPTED_ANSWER = "你好！我是微型GLM模型，经Triton流式输出。Hello!"
 
 
 def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = True,
@@ -34,9 +39,12 @@ def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = Tr
     t0 = time.perf_counter()
 
     echo(f"[1/5] tiny ChatGLM3-shaped model -> {hf}")
+    from glmtrt.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(make_tiny_chatglm3_tokenizer(hf))
+    script = (tok.special_tokens["<|assistant|>"], tok.encode(SCRIPTED_ANSWER), tok.eos_id)
     make_tiny_checkpoint(hf, "chatglm", seed=0, vocab_size=TINY_VOCAB_PADDED, num_layers=2, hidden_size=64,
-                         num_heads=4, num_kv_heads=2, head_size=16, intermediate_size=128)
-    make_tiny_chatglm3_tokenizer(hf)
+                         num_heads=4, num_kv_heads=2, head_size=16, intermediate_size=128, script=script)
 
     ckpt = workdir / "convert"
     echo(f"[2/5] glmtrt convert -> {ckpt}")
@@ -81,8 +89,8 @@ def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = Tr
                 sys.stdout.flush()
             sys.stdout.write("\n")
         result["answer"] = "".join(pieces)
-        echo("      (random weights: the text is random, but it went tokenizer -> engine stand-in -> "
-             "UTF-8-safe streaming detokenizer through a real Triton)")
+        echo("      (a tiny model with random weights and one scripted greedy answer, streamed token by token:\n"
+             "       tokenizer -> CPU engine stand-in -> UTF-8-safe detokenizer, through a real Triton)")
     echo(f"done in {time.perf_counter() - t0:.1f} s; outputs under {workdir}")
     return result
 

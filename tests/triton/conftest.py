@@ -1,11 +1,11 @@
 """Fixtures for the Triton runtime tests: a "scripted" tiny checkpoint, a generated repository
 and one real Triton server on CPU per module.
 
-The scripted checkpoint is a tiny random ChatGLM3 (hidden 64, the real 65024 padded vocab)
-whose attention/MLP outputs are zeroed, so each next token depends only on the current one;
-embedding and lm_head rows are then set so that after `<|assistant|>` the greedy answer is
-exactly ANSWER (which includes SentencePiece byte-fallback pieces of 4- and 3-byte characters)
-followed by eos. Other prompts produce random-looking tokens from the full vocab.
+The scripted checkpoint is a tiny random ChatGLM3 (hidden 64, the tokenizer's padded vocab) whose
+greedy chat answer after `<|assistant|>` is exactly `answer` followed by eos
+(`glmtrt.models.chatglm.tiny.script_greedy_answer`). Other prompts produce random-looking tokens
+from the full vocab. The real ChatGLM3 tokenizer is used when ../shared/models has it, else the
+tiny trained one, so the server tests run on a fresh clone too.
 """
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 SHARED_TOKENIZER = Path(__file__).resolve().parents[2] / ".." / "shared" / "models" / "chatglm3-6b"
-ANSWER = "你好，世界! Hello 𠮷鿏"
-ASSISTANT = 64796  # <|assistant|> of ChatGLM3 (shared/models/README.md)
+# The scripted chat answer: with the real ChatGLM3 tokenizer it holds 4- and 3-byte characters
+# that SentencePiece splits into byte-fallback pieces (𠮷, 鿏); with the tiny tokenizer 微 and 经
+# are byte-fallback pieces.
+REAL_ANSWER = "你好，世界! Hello 𠮷鿏"
+TINY_ANSWER = "你好！我是微型GLM模型，经Triton流式输出。Hello!"
 
 
 def need_shared_tokenizer() -> Path:
@@ -26,78 +29,49 @@ def need_shared_tokenizer() -> Path:
     return SHARED_TOKENIZER.resolve()
 
 
-def make_scripted_checkpoint(work: Path, tok) -> tuple[Path, list[int]]:
-    """Tiny TRT-LLM checkpoint whose greedy chat answer is ANSWER; returns (dir, answer ids)."""
-    import torch
-    from safetensors.torch import load_file, save_file
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory) -> Path:
+    """The real ChatGLM3 tokenizer when ../shared/models has it, else the tiny trained one."""
+    if (SHARED_TOKENIZER / "tokenizer.model").is_file():
+        return SHARED_TOKENIZER.resolve()
+    from glmtrt.tokenizer.tiny import make_tiny_chatglm3_tokenizer
 
-    from glmtrt.convert.pipeline import convert_checkpoint
-    from glmtrt.models.chatglm.tiny import make_tiny_checkpoint
-
-    hf = make_tiny_checkpoint(work / "hf", seed=0, vocab_size=65024, num_layers=1)
-    ckpt = convert_checkpoint(hf, work / "ckpt", dtype="float32", progress=False)
-    chain = tok.encode(ANSWER)
-    assert len(set(chain)) == len(chain), "the scripted answer needs distinct tokens"
-    path = Path(ckpt) / "rank0.safetensors"
-    w = load_file(str(path))
-    hidden = w["transformer.vocab_embedding.weight"].shape[1]
-    for name, t in w.items():  # attention and MLP add nothing: h stays the token's embedding
-        if name.endswith(("attention.dense.weight", "attention.dense.bias", "mlp.proj.weight", "mlp.proj.bias")):
-            w[name] = torch.zeros_like(t)
-    w["transformer.ln_f.weight"] = torch.ones_like(w["transformer.ln_f.weight"])
-    emb, head = w["transformer.vocab_embedding.weight"].clone(), w["lm_head.weight"].clone()
-    seq = [ASSISTANT] + chain + [tok.eos_id]
-    assert len(seq) - 1 <= hidden
-    for k, (cur, nxt) in enumerate(zip(seq[:-1], seq[1:])):
-        emb[cur] = 0.0
-        emb[cur, k] = 1.0
-        head[nxt] = 0.0
-        head[nxt, k] = 10.0
-    w["transformer.vocab_embedding.weight"], w["lm_head.weight"] = emb, head
-    save_file(w, str(path), metadata={"format": "pt"})
-    _refresh_manifest(Path(ckpt))
-    return Path(ckpt), chain
-
-
-def _refresh_manifest(ckpt: Path) -> None:
-    """Keep the checkpoint manifest's file hashes true after the edit."""
-    import hashlib
-    import json
-
-    mpath = ckpt / "manifest.json"
-    m = json.loads(mpath.read_text(encoding="utf-8"))
-    for name, entry in m.get("files", {}).items():
-        data = (ckpt / name).read_bytes()
-        entry["sha256"] = hashlib.sha256(data).hexdigest()
-        entry["bytes"] = len(data)
-    mpath.write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return make_tiny_chatglm3_tokenizer(tmp_path_factory.mktemp("tiny-tok"))
 
 
 @pytest.fixture(scope="module")
-def shared_tok():
+def tok(tok_dir):
     from glmtrt.tokenizer import load_tokenizer
 
-    return load_tokenizer(need_shared_tokenizer())
+    return load_tokenizer(tok_dir)
 
 
 @pytest.fixture(scope="module")
-def scripted(tmp_path_factory, shared_tok):
-    """(checkpoint dir, answer ids)."""
-    return make_scripted_checkpoint(tmp_path_factory.mktemp("scripted"), shared_tok)
-
-
-@pytest.fixture(scope="module")
-def answer():
+def answer(tok_dir):
     """The scripted model's chat answer."""
-    return ANSWER
+    return REAL_ANSWER if tok_dir == SHARED_TOKENIZER.resolve() else TINY_ANSWER
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, scripted):
+def scripted(tmp_path_factory, tok, answer):
+    """(TRT-LLM checkpoint dir, answer ids): a tiny model whose greedy chat answer is `answer`."""
+    from glmtrt.convert.pipeline import convert_checkpoint
+    from glmtrt.models.chatglm.tiny import make_tiny_checkpoint
+    from glmtrt.tokenizer import padded_vocab_size
+
+    work = tmp_path_factory.mktemp("scripted")
+    chain = tok.encode(answer)
+    hf = make_tiny_checkpoint(work / "hf", seed=0, vocab_size=padded_vocab_size(tok.vocab_size), num_layers=1,
+                              script=(tok.special_tokens["<|assistant|>"], chain, tok.eos_id))
+    return convert_checkpoint(hf, work / "ckpt", dtype="float32", progress=False), chain
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, scripted, tok_dir):
     from glmtrt.triton.generator import RepoOptions, generate_repository
 
     out = tmp_path_factory.mktemp("repo") / "triton_repo"
-    return generate_repository(RepoOptions(source=scripted[0], tokenizer=need_shared_tokenizer(), output=out,
+    return generate_repository(RepoOptions(source=scripted[0], tokenizer=tok_dir, output=out,
                                            engine="reference", max_batch_size=16, max_input_len=64,
                                            max_seq_len=128))
 

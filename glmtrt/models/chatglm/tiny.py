@@ -54,6 +54,32 @@ def _random_weights(d: TinyDims, seed: int) -> dict[str, torch.Tensor]:
     return w
 
 
+def script_greedy_answer(w: dict[str, torch.Tensor], d: TinyDims, start_id: int, answer: list[int],
+                         end_id: int) -> None:
+    """Edit canonical tiny weights in place so that greedy decoding after `start_id` emits
+    `answer` then `end_id`.
+
+    Attention and MLP outputs are zeroed, so the residual stream stays the current token's
+    embedding and the next token depends on the current one only: token k of the chain gets the
+    one-hot embedding e_k and lm_head row of its successor 10 * e_k. Tokens must be distinct
+    and the chain no longer than hidden_size.
+    """
+    seq = [start_id, *answer, end_id]
+    if len(set(seq[:-1])) != len(seq) - 1:
+        raise ValueError("a scripted answer needs distinct tokens (the next token depends on the current one)")
+    if len(seq) - 1 > d.hidden_size:
+        raise ValueError(f"a scripted answer of {len(answer)} tokens needs hidden_size >= {len(seq) - 1}")
+    for i in range(d.num_layers):
+        w[f"{i}.o"].zero_()
+        w[f"{i}.down"].zero_()
+    w["final_norm"].fill_(1.0)
+    for k, (cur, nxt) in enumerate(zip(seq[:-1], seq[1:])):
+        w["emb"][cur] = 0.0
+        w["emb"][cur, k] = 1.0
+        w["head"][nxt] = 0.0
+        w["head"][nxt, k] = 10.0
+
+
 def _chatglm_layout(w: dict[str, torch.Tensor], d: TinyDims) -> tuple[dict, dict]:
     t = {"transformer.embedding.word_embeddings.weight": w["emb"],
          "transformer.encoder.final_layernorm.weight": w["final_norm"],
@@ -115,11 +141,14 @@ def _glm_layout(w: dict[str, torch.Tensor], d: TinyDims) -> tuple[dict, dict]:
 
 
 def make_tiny_checkpoint(out_dir: str | Path, fmt: str = "chatglm", seed: int = 0, shards: int = 1,
-                         dims: TinyDims | None = None, **overrides) -> Path:
+                         dims: TinyDims | None = None, script: tuple[int, list[int], int] | None = None,
+                         **overrides) -> Path:
     """Write a tiny random checkpoint (config.json + safetensors) in layout `fmt`.
 
     `fmt`: "chatglm" (THUDM names) or "hf-glm" (transformers GlmForCausalLM names).
     `shards` > 1 writes model-0000k-of-0000n.safetensors with a model.safetensors.index.json.
+    `script` = (start_id, answer_ids, end_id) makes greedy decoding after start_id (e.g. the
+    `<|assistant|>` id) produce answer_ids then end_id (`script_greedy_answer`).
     Keyword overrides set TinyDims fields (e.g. rope_ratio=500, vocab_size=65024).
     """
     from safetensors.torch import save_file
@@ -128,6 +157,8 @@ def make_tiny_checkpoint(out_dir: str | Path, fmt: str = "chatglm", seed: int = 
     if overrides:
         d = TinyDims(**{**d.__dict__, **overrides})
     weights = _random_weights(d, seed)
+    if script is not None:
+        script_greedy_answer(weights, d, *script)
     if fmt == "chatglm":
         tensors, cfg = _chatglm_layout(weights, d)
     elif fmt == "hf-glm":
