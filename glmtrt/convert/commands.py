@@ -13,10 +13,12 @@ _GIB = 1024 ** 3
 
 
 def _inspect_rows(model_dir: Path, chatglm_version: str | None) -> tuple[dict, list[tuple[str, str]]]:
+    from glmtrt.build.inputs import dims_from_spec
+    from glmtrt.build.planner import weight_bytes
     from glmtrt.models.registry import load_model
-    from glmtrt.quant.sizes import weight_bytes
 
     entry, spec = load_model(model_dir, chatglm_version)
+    dims = dims_from_spec(spec, model_dir.name)
     info = {
         "family": entry.family, "architecture": entry.architecture, "source_format": entry.source_format,
         "chatglm_version": spec.chatglm_version, "parameters": spec.num_params(),
@@ -25,7 +27,7 @@ def _inspect_rows(model_dir: Path, chatglm_version: str | None) -> tuple[dict, l
         "vocab_padded": spec.vocab_size, "context_length": spec.max_position_embeddings,
         "rotary_base": spec.rotary_base, "eos_token_ids": list(spec.eos_token_ids),
         "pad_token_id": spec.pad_token_id,
-        "weights_gib": {p: round(weight_bytes(spec, p) / _GIB, 3) for p in ("fp16", "int8-wo", "int4-wo")},
+        "weights_gib": {p: round(weight_bytes(dims, p) / _GIB, 3) for p in ("fp16", "int8-wo", "int4-wo")},
     }
     special = _special_tokens(model_dir)
     if special:
@@ -101,15 +103,17 @@ def convert_cmd(model_dir: Path, output: Path, dtype: str, tp_size: int, quant: 
 @click.option("--hf", "hf_dir", required=True, type=click.Path(path_type=Path),
               help="The HF checkpoint the TensorRT-LLM checkpoint was converted from.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--json", "as_json", is_flag=True)
-def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, as_json: bool) -> None:
+@click.option("--compute-dtype", type=click.Choice(["auto", "float32"]), default="auto", show_default=True,
+              help="auto: compute in the checkpoint dtype like the engine; float32: upcast everything.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: str, as_json: bool) -> None:
     """Compare the reference executor on CHECKPOINT_DIR with transformers on --hf; exit 1 past tolerance."""
     from glmtrt.reference.verify import verify_checkpoint
 
-    report = verify_checkpoint(checkpoint_dir, hf_dir, device=device)
+    log.info("verify %s against %s on %s (compute %s)", checkpoint_dir, hf_dir, device, compute_dtype)
+    report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype)
     if as_json:
-        import dataclasses
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         click.echo(report.format_table())
     if not report.passed:
