@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from glmtrt.errors import GlmtrtError
+from glmtrt.quant.weight_only import WEIGHT_ONLY_BITS, fake_quantize, is_quantized_weight
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,11 @@ def read_checkpoint_config(ckpt_dir: str | Path) -> dict:
             fix="convert with --pp-size 1 for verification",
         )
     quant = cfg.get("quantization") or {}
-    if quant.get("quant_algo"):
+    if quant.get("quant_algo") and quant["quant_algo"] not in WEIGHT_ONLY_BITS:
         raise GlmtrtError(
-            f"checkpoint is quantized (quant_algo={quant['quant_algo']})",
-            expected="an unquantized checkpoint (float32/float16/bfloat16 weights)",
-            fix="verify the unquantized conversion; quantized weights are checked by glmtrt.quant",
+            f"checkpoint is quantized with quant_algo={quant['quant_algo']}",
+            expected="float32/float16/bfloat16 weights, or weight-only W8A16 / W4A16",
+            fix="the reference emulates weight-only quantization only",
         )
     if quant.get("kv_cache_quant_algo"):
         log.warning("kv_cache_quant_algo=%s ignored: the reference keeps its KV cache in the compute dtype",
@@ -192,6 +193,9 @@ def load_merged_weights(ckpt_dir: str | Path, dtype=None) -> tuple[dict, dict]:
 
     `dtype` (None = keep the stored dtype) converts each tensor as it is merged. The lm_head is cut
     back to `vocab_size` rows (TensorRT-LLM pads it to a multiple of tp_size).
+    Weight-only checkpoints (W8A16 / W4A16) get their linear weights quantized and dequantized
+    per rank shard before the merge, exactly where TensorRT-LLM quantizes them at engine build
+    (row-parallel shards have per-rank scales), see glmtrt.quant.weight_only.
     """
     from safetensors import safe_open
 
@@ -210,9 +214,12 @@ def load_merged_weights(ckpt_dir: str | Path, dtype=None) -> tuple[dict, dict]:
     for r, h in enumerate(handles[1:], start=1):
         if sorted(h.keys()) != names:
             raise GlmtrtError(f"rank{r}.safetensors holds different tensor names than rank0")
+    bits = WEIGHT_ONLY_BITS.get((cfg.get("quantization") or {}).get("quant_algo"))
     weights = {}
     for name in names:
         shards = [h.get_tensor(name) for h in handles]
+        if bits and is_quantized_weight(name) and shards[0].dim() == 2:
+            shards = [fake_quantize(s, bits) for s in shards]
         full = merge_rule(name, cfg, geo)(shards)
         if name == "lm_head.weight":
             full = full[: geo.vocab_size]

@@ -67,7 +67,7 @@ def test_bad_checkpoints_are_refused(tiny, tmp_path):
     pp = _copy_ckpt(src, tmp_path / "pp", mapping={"tp_size": 1, "pp_size": 2, "world_size": 2})
     with pytest.raises(GlmtrtError, match="pp_size"):
         read_checkpoint_config(pp)
-    quant = _copy_ckpt(src, tmp_path / "q", quantization={"quant_algo": "W8A16"})
+    quant = _copy_ckpt(src, tmp_path / "q", quantization={"quant_algo": "W8A8_SQ_PER_CHANNEL"})
     with pytest.raises(GlmtrtError, match="quantized"):
         read_checkpoint_config(quant)
     missing = _copy_ckpt(src, tmp_path / "m")
