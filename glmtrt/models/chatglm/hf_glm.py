@@ -166,6 +166,9 @@ def load_hf_glm(hf_dir: str | Path, dtype=None, device="cpu"):
     cfg = read_hf_config(hf_dir)
     fmt = source_format(cfg)
     if fmt == "hf-glm":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()   # glmtrt logs its own progress; keep CLI output clean
         model = GlmForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, attn_implementation="eager")
         return model.to(device).eval()
     config = glm_config_from_chatglm(cfg)
