@@ -78,7 +78,8 @@ def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_b
 @click.option("--gpu", required=True, help="GPU profile (t4, rtx4090, ...).")
 @click.option("--tp", "tp_size", type=int, default=None, help="Must match the checkpoint's tp_size.")
 @_workload_options
-@click.option("--workers", type=int, default=1, show_default=True, help="Parallel rank builds (GPUs).")
+@click.option("--workers", type=int, default=None, help="Parallel rank builds (default: the TP size; "
+              "trtllm-build caps it at the visible GPUs).")
 @click.option("--max-multimodal-len", type=int, default=0, help="Prompt-embedding table size (vision tokens).")
 @click.option("--gather-context-logits", is_flag=True, help="Keep context logits (tests, verification).")
 @click.option("--gather-generation-logits", is_flag=True)

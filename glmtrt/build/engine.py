@@ -5,12 +5,12 @@ import logging
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from glmtrt.build.inputs import CheckpointInfo, check_tp, read_checkpoint
 from glmtrt.build.manifest import EngineBuild, EngineManifest, write_engine_manifest
-from glmtrt.build.planner import Plan, Workload, plan_memory, require_fit
+from glmtrt.build.planner import Plan, Workload, check_supported, plan_memory, require_fit
 from glmtrt.build.profile import GpuProfile, load_profile
 from glmtrt.build.trtllm_build import (LOG_DIR, TIMING_CACHE_DIR, BuildRequest, build_command, check_toolchain,
                                        container_command, feature_choices, find_trtllm_build,
@@ -34,29 +34,55 @@ class EngineJob:
 
 
 def prepare_build(checkpoint_dir: str | Path, output_dir: str | Path, gpu: str, *, workload: Workload,
-                  tp_size: int | None = None, workers: int = 1, timing_cache_dir: Path = TIMING_CACHE_DIR,
+                  tp_size: int | None = None, workers: int | None = None, timing_cache_dir: Path = TIMING_CACHE_DIR,
                   max_multimodal_len: int = 0, gather_generation_logits: bool = False,
                   check_fit: bool = True, log_level: str = "info") -> EngineJob:
-    """Validate everything and compute the command; touches nothing on disk."""
+    """Validate everything and compute the command; touches nothing on disk.
+
+    `workers` (parallel rank builds) defaults to the TP size; trtllm-build itself caps it at the
+    number of visible GPUs (tensorrt_llm/commands/build.py main())."""
     profile = load_profile(gpu)
     ckpt = read_checkpoint(checkpoint_dir)
     tp = check_tp(ckpt, tp_size)
     if ckpt.pp_size != 1:
         raise GlmtrtError(f"checkpoint has pp_size={ckpt.pp_size}", expected="pp_size 1 (glmtrt builds TP only)")
+    check_supported(profile, ckpt.precision, ckpt.kv_cache_dtype)    # precision refusals come first
+    feats = feature_choices(profile, ckpt.precision, ckpt.dtype, ckpt.dims.head_size, ckpt.kv_cache_dtype)
+    workload = _whole_prompt_per_step(workload, chunked=bool(feats["use_paged_context_fmha"][0]))
     plan = plan_memory(ckpt.dims, profile, ckpt.precision, tp, workload, ckpt.kv_cache_dtype)
     if check_fit:
         require_fit(plan)
     req = BuildRequest(profile=profile, checkpoint=ckpt, output_dir=Path(output_dir), workload=plan.workload,
-                       timing_cache=timing_cache_path(profile, Path(timing_cache_dir)), workers=workers,
+                       timing_cache=timing_cache_path(profile, Path(timing_cache_dir)),
+                       workers=tp if workers is None else workers,
                        log_level=log_level, max_multimodal_len=max_multimodal_len,
                        gather_generation_logits=gather_generation_logits)
     return EngineJob(profile, ckpt, plan, req, build_command(req))
 
 
+def _whole_prompt_per_step(workload: Workload, chunked: bool) -> Workload:
+    """Without chunked context (it needs paged context FMHA) a prompt is processed in one engine
+    step, so max_num_tokens must cover max_input_len: the default is raised to it and a smaller
+    explicit value is refused (the Triton backend rejects longer prompts at run time)."""
+    if chunked:
+        return workload
+    wl = workload.resolved()
+    if wl.max_num_tokens >= wl.max_input_len:
+        return workload
+    if workload.max_num_tokens is not None:
+        raise GlmtrtError(
+            f"max_num_tokens {wl.max_num_tokens} < max_input_len {wl.max_input_len} on an engine without "
+            "chunked context (paged context FMHA is off)",
+            expected="max_num_tokens >= max_input_len", fix=f"pass --max-num-tokens {wl.max_input_len} "
+            "or a smaller --max-input-len / --max-seq-len")
+    log.info("max_num_tokens raised to max_input_len %d: no chunked context on this engine", wl.max_input_len)
+    return replace(workload, max_num_tokens=wl.max_input_len)
+
+
 def engine_manifest(job: EngineJob, files: dict[str, dict]) -> EngineManifest:
     """The engine-dir manifest of a job (docs/INTERFACES.md section 4)."""
     ck, wl, p = job.checkpoint, job.plan.workload, job.profile
-    feats = feature_choices(p, ck.precision, ck.dtype, ck.dims.head_size)
+    feats = feature_choices(p, ck.precision, ck.dtype, ck.dims.head_size, ck.kv_cache_dtype)
     q = ck.config.get("quantization") or {}
     build = EngineBuild(
         max_batch_size=wl.max_batch_size, max_input_len=wl.max_input_len, max_seq_len=wl.max_seq_len,

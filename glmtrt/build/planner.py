@@ -8,7 +8,8 @@ Per GPU (one TP rank):
                 + lm_head / tp + norms, in the model dtype (weight-only / SmoothQuant / FP8
                   quantization keep embedding and lm_head unquantized) + extra weights (vision tower)
   activations = max_num_tokens x (qkv + 3 x hidden + 3 x intermediate) / tp x activation bytes
-                + max_batch_size x vocab / tp x 4 (fp32 logits of the last tokens)
+                + max_batch_size x beams x vocab x 4 (fp32 logits of the last tokens, gathered on
+                  every rank; max_num_tokens x vocab x 4 with gather_context_logits)
   kv_budget   = (usable - weights - activations) x kv_cache_free_gpu_mem_fraction
   kv/token    = 2 (K and V) x layers x ceil(kv_heads / tp) x head_size x kv bytes
   kv_tokens   = floor(kv_budget / kv/token), rounded down to whole blocks of tokens_per_block
@@ -165,7 +166,8 @@ def activation_bytes(dims: ModelDims, wl: Workload, precision: str, tp_size: int
     act = BASE_BYTES[precision]
     width = (dims.qkv_out + 3 * dims.hidden_size + 3 * dims.intermediate_size) / tp_size
     tokens_with_logits = wl.max_num_tokens if wl.gather_context_logits else wl.max_batch_size
-    logits = tokens_with_logits * wl.max_beam_width * dims.vocab_size / tp_size * 4
+    # lm_head is column-parallel with gather_output: every rank holds the full-vocab fp32 logits
+    logits = tokens_with_logits * wl.max_beam_width * dims.vocab_size * 4
     return int(math.ceil(wl.max_num_tokens * width * act + logits))
 
 
@@ -187,6 +189,15 @@ def check_supported(profile: GpuProfile, precision: str, kv_cache_dtype: str = "
     if kv_cache_dtype not in profile.kv_cache_dtypes:
         raise GlmtrtError(f"KV-cache dtype {kv_cache_dtype} is not supported on {profile.name} (sm{profile.sm})",
                           expected="one of " + ", ".join(profile.kv_cache_dtypes))
+
+
+def _seqs(wl: Workload) -> str:
+    """"batch" or "batch x N beams": the sequences that each hold max_seq_len of KV cache."""
+    return f"{wl.max_batch_size}" + (f" x {wl.max_beam_width} beams" if wl.max_beam_width > 1 else "")
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1024:g} KiB" if n >= 1024 else f"{n} B"
 
 
 def _raw_plan(dims: ModelDims, profile: GpuProfile, precision: str, tp_size: int, wl: Workload,
@@ -214,8 +225,8 @@ def _raw_plan(dims: ModelDims, profile: GpuProfile, precision: str, tp_size: int
                   f"= {(w + extra + act) / GiB:.2f} GiB exceed the {usable / GiB:.2f} GiB usable on {profile.name} "
                   f"(tp={tp_size})")
     elif not fits:
-        reason = (f"KV cache needs {wl.max_batch_size} x {seq_blocks} tokens = {needed} tokens x "
-                  f"{per_tok / 1024:.0f} KiB = {needed * per_tok / GiB:.2f} GiB, but only "
+        reason = (f"KV cache needs {_seqs(wl)} x {seq_blocks} tokens = {needed} tokens x "
+                  f"{_bytes(per_tok)} = {needed * per_tok / GiB:.2f} GiB, but only "
                   f"{wl.kv_cache_free_gpu_mem_fraction:g} x ({usable / GiB:.2f} - {w / GiB:.2f} weights - "
                   f"{extra / GiB:.2f} extra - {act / GiB:.2f} activations) GiB = {budget / GiB:.2f} GiB "
                   f"= {kv_tokens} tokens are free")
@@ -288,7 +299,9 @@ def format_plan(plan: Plan) -> str:
         ("kv budget / GPU", f"{plan.kv_budget_bytes / GiB:8.2f} GiB  (fraction {wl.kv_cache_free_gpu_mem_fraction:g})"),
         ("kv bytes / token", f"{plan.kv_bytes_per_token} B ({plan.kv_bytes_per_token / 1024:g} KiB)"),
         ("kv tokens available", f"{plan.kv_tokens} (blocks of {plan.tokens_per_block})"),
-        ("kv tokens needed", f"{plan.needed_kv_tokens} = {wl.max_batch_size} x {wl.max_seq_len}"),
+        ("kv tokens needed", f"{plan.needed_kv_tokens} = {_seqs(wl)} x {plan.needed_kv_tokens // (wl.max_batch_size * wl.max_beam_width)}"
+                             + (f"  (max_seq_len {wl.max_seq_len} in whole blocks)"
+                                if wl.max_seq_len % plan.tokens_per_block else "")),
         ("max batch @ seq_len", str(plan.max_batch_at_seq_len)),
         ("max seq_len @ batch", str(plan.max_seq_len_at_batch)),
         ("engine limits", f"max_batch_size={wl.max_batch_size} max_input_len={wl.max_input_len} "

@@ -73,14 +73,32 @@ def _plugin_dtype(profile: GpuProfile, ckpt_dtype: str) -> str:
     return ckpt_dtype
 
 
-def feature_choices(profile: GpuProfile, precision: str, ckpt_dtype: str, head_size: int) -> dict[str, tuple[Any, str]]:
-    """{feature: (value, reason)} for this profile, precision and model; None = flag not passed."""
+def _paged_context_kv_conflict(precision: str, kv_cache_dtype: str) -> str:
+    """Why trtllm-build refuses paged context FMHA with this KV cache ("" when it does not).
+
+    tensorrt_llm/builder.py `build()` (0.13 .. 1.2): an INT8 KV cache raises "Paged Context FMHA
+    doesn't work with int8 kv cache currently."; an FP8 KV cache without FP8 quantization raises
+    "FP8 Paged Context FMHA only works with fp8 quantization workflow currently." (attentionOp.cpp
+    checks the same at run time)."""
+    if kv_cache_dtype == "int8":
+        return "paged context FMHA does not work with an INT8 KV cache (tensorrt_llm/builder.py build())"
+    if kv_cache_dtype == "fp8" and precision != "fp8":
+        return ("paged context FMHA with an FP8 KV cache needs FP8 quantization (tensorrt_llm/builder.py "
+                "build()); no KV-cache reuse / chunked context for this engine")
+    return ""
+
+
+def feature_choices(profile: GpuProfile, precision: str, ckpt_dtype: str, head_size: int,
+                    kv_cache_dtype: str = "auto") -> dict[str, tuple[Any, str]]:
+    """{feature: (value, reason)} for this profile, precision, KV-cache dtype and model;
+    None = flag not passed."""
     f = profile.features
     dtype = _plugin_dtype(profile, ckpt_dtype)
     out: dict[str, tuple[Any, str]] = {}
     for plugin in ("gpt_attention_plugin", "gemm_plugin"):
-        v = f[plugin]["value"]
-        out[plugin] = (dtype if v == "dtype" else v, f[plugin]["reason"])
+        spec = {**f[plugin], **(f[plugin].get("by_precision") or {}).get(precision, {})}
+        v = spec["value"]                               # "dtype", a fixed value, or "disable"
+        out[plugin] = (dtype if v == "dtype" else v, spec["reason"])
     cf = f["context_fmha"]
     fmha = bool(cf["value"]) and dtype != "float32"
     why = cf["reason"]
@@ -90,8 +108,13 @@ def feature_choices(profile: GpuProfile, precision: str, ckpt_dtype: str, head_s
         why = "fused attention kernels have no float32 variant"
     out["context_fmha"] = (fmha, why)
     pc = f["use_paged_context_fmha"]
-    out["use_paged_context_fmha"] = (bool(pc["value"]) and fmha,
-                                     pc["reason"] if fmha else "context FMHA is off, paged context FMHA needs it")
+    conflict = _paged_context_kv_conflict(precision, kv_cache_dtype)
+    if not fmha:
+        out["use_paged_context_fmha"] = (False, "context FMHA is off, paged context FMHA needs it")
+    elif conflict and pc["value"]:
+        out["use_paged_context_fmha"] = (False, conflict)
+    else:
+        out["use_paged_context_fmha"] = (bool(pc["value"]), pc["reason"])
     f8 = f["use_fp8_context_fmha"]
     allowed = f8.get("requires_precision")
     on = bool(f8["value"]) and fmha and (allowed is None or precision in allowed)
@@ -105,6 +128,11 @@ def feature_choices(profile: GpuProfile, precision: str, ckpt_dtype: str, head_s
         keep = precision in ("fp16", "bf16", "fp32", "fp8")   # commands/build.py: only unquantized / FP8
         out["use_fused_mlp"] = (bool(fm["value"]) and keep, fm["reason"])
     return out
+
+
+def _plugin_flag(v: Any) -> str:
+    """A plugin value as trtllm-build spells it: a dtype, or "disable" (plugin.py add_plugin_argument)."""
+    return "disable" if v in (None, False, "disable") else str(v)
 
 
 def _ed(v: bool) -> str:
@@ -134,15 +162,15 @@ def timing_cache_path(profile: GpuProfile, root: Path = TIMING_CACHE_DIR) -> Pat
 def build_command(req: BuildRequest) -> list[str]:
     """The trtllm-build argv (validated against the pinned flag list of the profile's toolchain)."""
     p, ck, wl = req.profile, req.checkpoint, req.workload
-    feats = feature_choices(p, ck.precision, ck.dtype, ck.dims.head_size)
+    feats = feature_choices(p, ck.precision, ck.dtype, ck.dims.head_size, ck.kv_cache_dtype)
     cmd = ["trtllm-build", "--checkpoint_dir", str(ck.path), "--output_dir", str(req.output_dir),
            "--max_batch_size", str(wl.max_batch_size), "--max_input_len", str(wl.max_input_len),
            "--max_seq_len", str(wl.max_seq_len), "--max_num_tokens", str(wl.max_num_tokens),
            "--max_beam_width", str(wl.max_beam_width),
            "--kv_cache_type", "paged" if feats["paged_kv_cache"][0] else "continuous",
            "--tokens_per_block", str(p.tokens_per_block),
-           "--gpt_attention_plugin", feats["gpt_attention_plugin"][0] or "disable",
-           "--gemm_plugin", feats["gemm_plugin"][0] or "disable",
+           "--gpt_attention_plugin", _plugin_flag(feats["gpt_attention_plugin"][0]),
+           "--gemm_plugin", _plugin_flag(feats["gemm_plugin"][0]),
            "--remove_input_padding", _ed(feats["remove_input_padding"][0]),
            "--context_fmha", _ed(feats["context_fmha"][0]),
            "--use_paged_context_fmha", _ed(feats["use_paged_context_fmha"][0]),

@@ -33,7 +33,8 @@ PINNED_12 = {
     "max_draft_len",
 }
 # 0.13: no use_fused_mlp/fp8_rowwise/low-latency/nvfp4 plugin flags; still has auto-parallel flags.
-PINNED_013_ONLY = {"auto_parallel", "gpus_per_node", "cluster_key"}
+# enable_xqa: removed from trtllm-build in 0.16.0 (docs/source/release-notes.md), so 0.13 still has it.
+PINNED_013_ONLY = {"auto_parallel", "gpus_per_node", "cluster_key", "enable_xqa"}
 NOT_IN_013 = {"use_fused_mlp", "fp8_rowwise_gemm_plugin", "low_latency_gemm_plugin", "low_latency_gemm_swiglu_plugin",
               "gemm_allreduce_plugin", "dora_plugin", "bert_context_fmha_fp32_acc", "fuse_fp4_quant",
               "norm_quant_fusion", "user_buffer", "pp_reduce_scatter", "monitor_memory"}
