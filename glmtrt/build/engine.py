@@ -79,8 +79,27 @@ def _whole_prompt_per_step(workload: Workload, chunked: bool) -> Workload:
     return replace(workload, max_num_tokens=wl.max_input_len)
 
 
-def engine_manifest(job: EngineJob, files: dict[str, dict]) -> EngineManifest:
-    """The engine-dir manifest of a job (docs/INTERFACES.md section 4)."""
+def glmtrt_build_argv(job: EngineJob, output_dir: str | Path) -> list[str]:
+    """The `glmtrt build` argv that reproduces `job` (e.g. inside the profile's container)."""
+    wl, req = job.plan.workload, job.request
+    argv = ["glmtrt", "build", str(job.checkpoint.path), "-o", str(output_dir), "--gpu", job.profile.name,
+            "--tp", str(job.checkpoint.tp_size), "--max-batch-size", str(wl.max_batch_size),
+            "--max-seq-len", str(wl.max_seq_len), "--max-input-len", str(wl.max_input_len),
+            "--max-num-tokens", str(wl.max_num_tokens), "--max-beam-width", str(wl.max_beam_width),
+            "--kv-cache-free-gpu-mem-fraction", f"{wl.kv_cache_free_gpu_mem_fraction:g}",
+            "--workers", str(req.workers)]
+    if req.max_multimodal_len:
+        argv += ["--max-multimodal-len", str(req.max_multimodal_len)]
+    if wl.gather_context_logits:
+        argv.append("--gather-context-logits")
+    if req.gather_generation_logits:
+        argv.append("--gather-generation-logits")
+    return argv
+
+
+def engine_manifest(job: EngineJob, files: dict[str, dict], tensorrt_llm: str | None = None) -> EngineManifest:
+    """The engine-dir manifest of a job (docs/INTERFACES.md section 4); `tensorrt_llm` is the version
+    that really built it (defaults to the profile's)."""
     ck, wl, p = job.checkpoint, job.plan.workload, job.profile
     feats = feature_choices(p, ck.precision, ck.dtype, ck.dims.head_size, ck.kv_cache_dtype)
     q = ck.config.get("quantization") or {}
@@ -100,7 +119,8 @@ def engine_manifest(job: EngineJob, files: dict[str, dict]) -> EngineManifest:
     plan["kv_cache_free_gpu_mem_fraction"] = wl.kv_cache_free_gpu_mem_fraction
     return EngineManifest(
         profile=p.name, gpu=p.gpu,
-        toolchain={"tensorrt_llm": p.toolchain.tensorrt_llm, "triton_container": p.toolchain.triton_container},
+        toolchain={"tensorrt_llm": tensorrt_llm or p.toolchain.tensorrt_llm,
+                   "triton_container": p.toolchain.triton_container},
         checkpoint={"dir": str(ck.path), "manifest_sha256": ck.manifest_sha256}, build=build, plan=plan,
         command=tuple(job.command), model=dict(ck.manifest.get("model") or {}), files=files)
 
@@ -111,14 +131,16 @@ def run_build(job: EngineJob, *, force: bool = False, ignore_toolchain: bool = F
     out = check_output_dir(job.request.output_dir, force)
     exe = find_trtllm_build()
     if exe is None:
-        argv = ["glmtrt", "build", str(job.checkpoint.path), "-o", str(out), "--gpu", job.profile.name]
+        argv = glmtrt_build_argv(job, out)
         raise GlmtrtError(
             "trtllm-build is not installed here (TensorRT-LLM is needed to build engines)",
             expected=f"TensorRT-LLM {job.profile.toolchain.tensorrt_llm} on a machine with an NVIDIA GPU",
-            fix="run it in the profile's container: " + container_command(job.profile, argv)
+            fix="run it in the profile's container: "
+            + container_command(job.profile, argv, paths=(job.checkpoint.path, Path(out).resolve().parent))
             + f"  (or `make engine ... GPU={job.profile.name}`, which does this; --dry-run prints the command)")
+    installed = installed_trtllm_version()
     if not ignore_toolchain:
-        check_toolchain(job.profile, installed_trtllm_version())
+        check_toolchain(job.profile, installed)
     job.request.timing_cache.parent.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{Path(out).name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -145,6 +167,6 @@ def run_build(job: EngineJob, *, force: bool = False, ignore_toolchain: bool = F
                               fix=f"read {log_path}")
         files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
                  for f in [*engines, tmp / "config.json"]}
-        write_engine_manifest(tmp, engine_manifest(job, files))
+        write_engine_manifest(tmp, engine_manifest(job, files, tensorrt_llm=installed))
     log.info("engine written to %s", out)
     return Path(out)

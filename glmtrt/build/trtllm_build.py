@@ -218,8 +218,20 @@ def check_toolchain(profile: GpuProfile, installed: str | None) -> None:
             fix=f"build inside {profile.toolchain.triton_container} (see `make engine`), or pass --ignore-toolchain")
 
 
-def container_command(profile: GpuProfile, argv: list[str], workdir: str = "/workspace") -> str:
-    """`docker run` line that runs `argv` in the profile's Triton TensorRT-LLM container."""
+def container_command(profile: GpuProfile, argv: list[str], workdir: str = "/workspace",
+                      paths: tuple[Path, ...] = ()) -> str:
+    """`docker run` line that runs `argv` in the profile's Triton TensorRT-LLM container.
+
+    The current directory is mounted at `workdir`; each of `paths` outside it (checkpoint, engine
+    parent dir) is mounted at its own absolute path so the argv's paths stay valid inside."""
+    cwd = Path.cwd().resolve()
+    mounts = []
+    for p in paths:
+        p = Path(p).resolve()
+        if p != cwd and cwd not in p.parents and str(p) not in mounts:
+            mounts.append(str(p))
     inner = "pip install --no-deps -e . >/dev/null && " + shlex.join(argv)
+    extra = "".join(f"-v {shlex.quote(m)}:{shlex.quote(m)} " for m in mounts)
     return (f"docker run --rm --gpus all --shm-size=2g --ulimit memlock=-1 --ulimit stack=67108864 "
-            f"-v \"$PWD\":{workdir} -w {workdir} {profile.toolchain.triton_container} bash -lc {shlex.quote(inner)}")
+            f"-v \"$PWD\":{workdir} {extra}-w {workdir} {profile.toolchain.triton_container} "
+            f"bash -lc {shlex.quote(inner)}")

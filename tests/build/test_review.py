@@ -166,3 +166,32 @@ def test_dockerfile_pins_every_dependency_the_container_lacks():
     dockerfile = (ROOT / "Dockerfile").read_text()
     pinned = {m.lower() for m in re.findall(r'"([A-Za-z0-9_.-]+)==[0-9][^"]*"', dockerfile)}
     assert names - shipped <= pinned, names - shipped - pinned
+
+
+@pytest.mark.skipif(__import__("shutil").which("trtllm-build") is not None, reason="TensorRT-LLM is installed here")
+def test_container_command_keeps_the_requested_limits(tiny_ckpts, tmp_path):
+    from glmtrt.build.engine import prepare_build, run_build
+
+    wl = Workload(max_batch_size=4, max_seq_len=256, max_input_len=200, max_num_tokens=512,
+                  kv_cache_free_gpu_mem_fraction=0.8, gather_context_logits=True)
+    job = prepare_build(tiny_ckpts["int8wo-tp2"], tmp_path / "e", "rtx4090", workload=wl, max_multimodal_len=64)
+    with pytest.raises(GlmtrtError) as err:
+        run_build(job, log_dir=tmp_path / "logs")
+    msg = str(err.value) + " " + (err.value.fix or "")
+    for opt in ("--max-batch-size 4", "--max-seq-len 256", "--max-input-len 200", "--max-num-tokens 512",
+                "--kv-cache-free-gpu-mem-fraction 0.8", "--gather-context-logits", "--max-multimodal-len 64",
+                "--tp 2", "--workers 2", "tritonserver:26.04-trtllm-python-py3"):
+        assert opt in msg, opt
+    # the checkpoint and the engine's parent dir live outside the current dir: mounted at the same path
+    ck = str(tiny_ckpts["int8wo-tp2"].resolve())
+    assert f"-v {ck}:{ck}" in msg and f"-v {tmp_path.resolve()}:{tmp_path.resolve()}" in msg
+
+
+def test_manifest_records_the_toolchain_that_built_it(tiny_ckpts, tmp_path):
+    from glmtrt.build.engine import engine_manifest, prepare_build
+
+    job = prepare_build(tiny_ckpts["fp16"], tmp_path / "e", "rtx4090", workload=Workload(2, 128))
+    assert engine_manifest(job, {}).toolchain["tensorrt_llm"] == "1.2.1"              # dry: the profile's
+    m = engine_manifest(job, {}, tensorrt_llm="1.2.0")                               # --ignore-toolchain build
+    assert m.toolchain["tensorrt_llm"] == "1.2.0"
+    assert m.toolchain["triton_container"].endswith("26.04-trtllm-python-py3")
