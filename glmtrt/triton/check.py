@@ -336,43 +336,10 @@ class _Checker:
             self.check_engine(local)
 
     def check_engine(self, engine_dir: Path) -> None:
-        """Repository limits against the engine manifest it was generated from."""
-        import hashlib
+        """Repository limits against the engine manifest (glmtrt.triton.check_engine)."""
+        from glmtrt.triton.check_engine import check_engine
 
-        mpath = engine_dir / "manifest.json"
-        if not mpath.is_file():
-            self.add("tensorrt_llm/config.pbtxt", 'parameters["gpt_model_path"]', f"{engine_dir} has no manifest.json",
-                     "use an engine dir written by glmtrt build")
-            return
-        raw = mpath.read_bytes()
-        want_sha = (self.manifest.get("engine") or {}).get("manifest_sha256")
-        if want_sha and hashlib.sha256(raw).hexdigest() != want_sha:
-            self.add(REPO_MANIFEST, "engine.manifest_sha256", f"does not match {mpath} (the engine was rebuilt)",
-                     "regenerate the repository with glmtrt repo")
-        try:
-            build = json.loads(raw).get("build") or {}
-        except ValueError:
-            build = {}
-        limits = self.manifest.get("limits") or {}
-        for model, cfg in self.cfgs.items():
-            emb = build.get("max_batch_size")
-            if isinstance(emb, int) and cfg.max_batch_size > emb:
-                self.add(f"{model}/config.pbtxt", "max_batch_size",
-                         f"is {cfg.max_batch_size} but the engine was built with max_batch_size {emb}",
-                         f"set max_batch_size <= {emb} (regenerate with --max-batch-size)")
-        for key in ("max_input_len", "max_seq_len", "max_beam_width"):
-            if key in build and key in limits and build[key] != limits[key]:
-                self.add(REPO_MANIFEST, f"limits.{key}", f"is {limits[key]} but the engine has {build[key]}",
-                         "regenerate the repository from this engine")
-        for model in ("preprocessing", "tensorrt_llm_bls"):
-            cfg = self.cfgs.get(model)
-            if cfg is None or not isinstance(build.get("max_input_len"), int):
-                continue
-            v = _params(cfg).get("max_input_len", "")
-            if not v.isdigit() or int(v) > build["max_input_len"]:
-                self.add(f"{model}/config.pbtxt", 'parameters["max_input_len"]',
-                         f"is {v!r} but the engine accepts at most {build['max_input_len']} input tokens",
-                         f'set "{build["max_input_len"]}"')
+        check_engine(self, engine_dir)
 
     def _resolve(self, value: str) -> Path | None:
         if not value:
@@ -415,6 +382,9 @@ def check_repository(repo: str | Path, *, engine_dir: str | Path | None = None) 
     c.check_ensemble()
     c.check_contract()
     c.check_parameters()
+    from glmtrt.triton.check_engine import check_instances
+
+    check_instances(c)
     tdir = (c.manifest.get("tokenizer") or {}).get("dir") or "preprocessing/tokenizer"
     if not (repo / tdir / "tokenizer.model").is_file():
         c.add(f"{tdir}/tokenizer.model", "(file)", "missing", "regenerate the repository (tokenizer files are copied in)")

@@ -45,21 +45,40 @@ SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 LOGITS_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16"}
 
 
-def tensor_names(toolchain: str) -> dict[str, str]:
-    """Engine-side names that changed between toolchains.
+def tensor_names(toolchain: str) -> dict[str, Any]:
+    """Engine-side tensor contract details that changed between toolchains.
 
     tensorrtllm_backend v0.13.0 .. v0.19.0 `tensorrt_llm/config.pbtxt` call them `min_length` /
     `random_seed`; TensorRT-LLM 1.2.x `triton_backend/.../tensorrt_llm/config.pbtxt` calls them
-    `min_tokens` / `seed`. The client-facing names are always the 1.2.x ones.
+    `min_tokens` / `seed`. The `exclude_input_in_output` input tensor exists from v0.14.0 (v0.13.0
+    has only the model parameter) and `input_ids` is optional from v0.15.0. The client-facing
+    names are always the 1.2.x ones.
     """
     try:
-        major = int(str(toolchain).split(".")[0])
+        major, minor = (int(x) for x in (str(toolchain).split(".") + ["0"])[:2])
     except ValueError:
         raise GlmtrtError(f"unreadable TensorRT-LLM version {toolchain!r} in the engine manifest",
                           expected="a version like 1.2.0 or 0.13.0", fix="rebuild the engine with glmtrt build")
-    if major < 1:
-        return {"min_tokens_tensor": "min_length", "seed_tensor": "random_seed"}
-    return {"min_tokens_tensor": "min_tokens", "seed_tensor": "seed"}
+    version = (major, minor)
+    old = version < (1, 0)
+    return {"min_tokens_tensor": "min_length" if old else "min_tokens",
+            "seed_tensor": "random_seed" if old else "seed",
+            "exclude_input_tensor": version >= (0, 14), "input_ids_optional": version >= (0, 15)}
+
+
+_EXCLUDE_TENSOR = ('  { name: "exclude_input_in_output"  data_type: TYPE_BOOL  dims: [ 1 ]  '
+                   'reshape: { shape: [ ] }  optional: true },\n')
+_EXCLUDE_REQUEST = '  { name: "exclude_input_in_output"  data_type: TYPE_BOOL  dims: [ 1 ]  optional: true },\n'
+_EXCLUDE_MAP = '      input_map { key: "exclude_input_in_output"  value: "exclude_input_in_output" }\n'
+
+
+def _fragments(s: dict[str, Any]) -> dict[str, Raw]:
+    """Toolchain-dependent template lines (settings written before these keys: the 1.2.x contract)."""
+    exclude = s.get("exclude_input_tensor", True)
+    return {"exclude_input_tensor": Raw(_EXCLUDE_TENSOR if exclude else ""),
+            "exclude_input_request": Raw(_EXCLUDE_REQUEST if exclude else ""),
+            "exclude_input_map": Raw(_EXCLUDE_MAP if exclude else ""),
+            "input_ids_optional": Raw("  optional: true" if s.get("input_ids_optional", True) else "")}
 
 
 @dataclass(frozen=True)
@@ -228,7 +247,8 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
         "kv_cache_free_gpu_mem_fraction": float(kv_frac),
         "enable_chunked_context": bool(chunked), "enable_kv_cache_reuse": bool(reuse),
         "exclude_input_in_output": opts.exclude_input_in_output, "accumulate_tokens": opts.accumulate_tokens,
-        "preprocessing_instance_count": py, "postprocessing_instance_count": py, "bls_instance_count": bls,
+        # postprocessing: always ONE instance (per-request stream state lives in its process)
+        "preprocessing_instance_count": py, "postprocessing_instance_count": 1, "bls_instance_count": bls,
         "engine_dir": engine_path, "max_beam_width": facts.max_beam_width, "max_input_len": facts.max_input_len,
         "max_seq_len": facts.max_seq_len, "logits_datatype": LOGITS_TYPES[facts.logits_dtype],
         "tokenizer_dir": TOKENIZER_SUBDIR, "add_special_tokens": True, "skip_special_tokens": True,
@@ -243,19 +263,23 @@ def _b(v: bool) -> str:
 def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str) -> dict[str, str]:
     """config.pbtxt text per model, from the resolved settings `s`."""
     names = {k: s[k] for k in ("min_tokens_tensor", "seed_tensor")}
-    io = Raw(render_template("tensorrt_llm_io.pbtxt", {**names, "logits_datatype": s["logits_datatype"]}))
-    request_io = Raw(render_template("request_io.pbtxt", {"logits_datatype": s["logits_datatype"]}))
+    frag = _fragments(s)
+    io = Raw(render_template("tensorrt_llm_io.pbtxt", {
+        **names, "logits_datatype": s["logits_datatype"],
+        **{k: frag[k] for k in ("exclude_input_tensor", "input_ids_optional")}}))
+    request_io = Raw(render_template("request_io.pbtxt", {"logits_datatype": s["logits_datatype"],
+                                                          "exclude_input_request": frag["exclude_input_request"]}))
     queue = {k: s[k] for k in ("max_queue_delay_microseconds", "max_queue_size")}
     common = {"max_batch_size": s["max_batch_size"]}
     out = {
-        "ensemble": render_template("ensemble.pbtxt", {**common, **names, "request_io": request_io}),
+        "ensemble": render_template("ensemble.pbtxt", {**common, **names, "request_io": request_io,
+                                                        "exclude_input_map": frag["exclude_input_map"]}),
         "preprocessing": render_template("preprocessing.pbtxt", {
             **common, **queue, "preprocessing_instance_count": s["preprocessing_instance_count"],
             "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
             "max_input_len": str(s["max_input_len"])}),
         "postprocessing": render_template("postprocessing.pbtxt", {
-            **common, "postprocessing_instance_count": s["postprocessing_instance_count"],
-            "tokenizer_dir": s["tokenizer_dir"], "skip_special_tokens": _b(s["skip_special_tokens"])}),
+            **common, "tokenizer_dir": s["tokenizer_dir"], "skip_special_tokens": _b(s["skip_special_tokens"])}),
         "tensorrt_llm_bls": render_template("tensorrt_llm_bls.pbtxt", {
             **common, "decoupled": s["decoupled"], "request_io": request_io,
             "bls_instance_count": s["bls_instance_count"], "accumulate_tokens": _b(s["accumulate_tokens"]),

@@ -298,9 +298,21 @@ def _children(pid: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-#: Fallback images when glmtrt_repo.json names none (same tags as glmtrt/build/profiles/*.json).
+#: Base images of the glmtrt images (same tags as glmtrt/build/profiles/*.json and the Dockerfile).
 DEFAULT_CONTAINERS = {"1.2": "nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3",
                       "0.13": "nvcr.io/nvidia/tritonserver:24.09-trtllm-python-py3"}
+#: Profile whose Dockerfile target serves a contract when the engine manifest names no profile.
+DEFAULT_PROFILES = {"1.2": "rtx4090", "0.13": "t4"}
+
+
+def serving_image(manifest: dict) -> str:
+    """The image that serves a GPU repository: `glmtrt:<profile>`, built by `make image GPU=<profile>`
+    (Makefile `IMAGE ?= glmtrt:$(GPU)`): the profile's Triton TensorRT-LLM container plus glmtrt,
+    which the python models (preprocessing, postprocessing, BLS) import. The bare NGC image
+    (DEFAULT_CONTAINERS) lacks glmtrt and fails to load them."""
+    engine = manifest.get("engine") or {}
+    profile = engine.get("profile") or DEFAULT_PROFILES.get(manifest.get("trtllm_contract", "1.2"), "rtx4090")
+    return f"glmtrt:{profile}"
 
 
 def gpu_command(repo: Path, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
@@ -323,7 +335,7 @@ def gpu_command(repo: Path, *, http_port: int = 8000, grpc_port: int = 8001, met
         raise GlmtrtError(f"cannot read {mpath}: {exc}", fix="regenerate the repository with `glmtrt repo`") from exc
     engine = manifest.get("engine", {})
     world = int(engine.get("world_size") or 1)
-    image = image or engine.get("triton_container") or DEFAULT_CONTAINERS.get(manifest.get("trtllm_contract", "1.2"))
+    image = image or serving_image(manifest)
     mounts = ["-v", f"{repo}:/models/repo"]
     in_server = engine.get("path_in_server") or engine.get("dir")
     if engine.get("dir") and in_server:
@@ -343,12 +355,15 @@ def register(group: click.Group) -> None:
     @click.option("--metrics-port", type=int, default=8002, show_default=True)
     @click.option("--ready-timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for ready.")
     @click.option("--run", "run_gpu", is_flag=True, help="GPU repository: execute the container command.")
+    @click.option("--image", help="GPU repository: container image (default glmtrt:<profile>, built by "
+                                  "`make image GPU=<profile>`; it must have glmtrt installed).")
     def serve(repo: Path, http_port: int, grpc_port: int, metrics_port: int, ready_timeout: float,
-              run_gpu: bool) -> None:
+              run_gpu: bool, image: str | None) -> None:
         """Serve REPO with Triton: on CPU here (python backend), or print the GPU container command."""
         backend = repository_backend(repo)
         if backend == "tensorrtllm":
-            cmd = gpu_command(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+            cmd = gpu_command(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, image=image)
+            log.info("the image must have glmtrt installed (the python models import it): `make image GPU=<profile>`")
             import shlex
             click.echo(" ".join(shlex.quote(c) for c in cmd))
             if run_gpu:

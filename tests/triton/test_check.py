@@ -206,3 +206,13 @@ def test_cli_check_exits_2_and_names_file_and_field(repo):
     res = CliRunner().invoke(main, ["repo", "--check", str(repo)])
     assert res.exit_code == 2
     assert "tensorrt_llm/config.pbtxt: model_transaction_policy.decoupled" in res.output and "fix:" in res.output
+
+
+def test_instance_groups(repo):
+    # the ensemble's postprocessing keeps per-request stream state in its process: one instance
+    _edit(repo, "postprocessing", "count: 1  kind: KIND_CPU", "count: 2  kind: KIND_CPU")
+    # the tensorrtllm backend places the engine itself: one KIND_CPU instance (upstream
+    # tensorrt_llm/config.pbtxt); KIND_GPU would start one executor per visible GPU
+    _edit(repo, "tensorrt_llm", "count: 1  kind: KIND_CPU", "count: 1  kind: KIND_GPU")
+    _expect(repo, "postprocessing/config.pbtxt", "instance_group", "count: 1")
+    _expect(repo, "tensorrt_llm/config.pbtxt", "instance_group", "KIND_CPU")

@@ -272,3 +272,42 @@ def test_cli_reference_with_real_chatglm3_tokenizer(tmp_path):
     assert man["tokenizer"]["stop_ids"][:3] == [2, 64795, 64797] and man["decoupled"] is False
     res = CliRunner().invoke(main, ["repo", "--print-launch", str(tmp_path / "r")])
     assert res.exit_code == 2 and "glmtrt serve" in res.output
+
+
+def test_t4_engine_model_matches_the_0_13_contract(tmp_path, tok):
+    # tensorrtllm_backend v0.13.0 all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt: no
+    # `exclude_input_in_output` input tensor (added in v0.14.0; in 0.13 it is only the model
+    # parameter, read in inflight_batcher_llm/src/model_instance_state.cc) and `input_ids` is not
+    # optional (optional from v0.15.0). Declaring the tensor would let a T4 client's value be
+    # silently ignored by the 0.13 backend.
+    eng = make_engine(tmp_path / "e", tp=1, toolchain="0.13.0", paged_fmha=False)
+    repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / "r"))
+    cfgs = _cfgs(repo)
+    trt_in = _io(cfgs["tensorrt_llm"])
+    assert "exclude_input_in_output" not in trt_in and not trt_in["input_ids"].optional
+    assert "exclude_input_in_output" not in _io(cfgs["ensemble"])
+    assert "exclude_input_in_output" not in _io(cfgs["tensorrt_llm_bls"])
+    step = [s for s in cfgs["ensemble"].ensemble_scheduling.step if s.model_name == "tensorrt_llm"][0]
+    assert "exclude_input_in_output" not in step.input_map
+    assert _params(cfgs["tensorrt_llm"])["exclude_input_in_output"] == "true"  # the model parameter stays
+    from glmtrt.triton.pymodels.bls import engine_tensor_names
+
+    names = engine_tensor_names(repo / "tensorrt_llm" / "config.pbtxt")  # what the BLS sends
+    assert "exclude_input_in_output" not in names and names["seed"] == "random_seed"
+    assert check_repository(repo) == []
+    # 1.2.x keeps both (TensorRT-LLM 1.2.x triton_backend/.../tensorrt_llm/config.pbtxt)
+    eng12 = make_engine(tmp_path / "e12", tp=1)
+    cfg12 = _cfgs(generate_repository(RepoOptions(source=eng12, tokenizer=tok, output=tmp_path / "r12")))
+    assert "exclude_input_in_output" in _io(cfg12["tensorrt_llm"]) and _io(cfg12["tensorrt_llm"])["input_ids"].optional
+    assert engine_tensor_names(tmp_path / "r12" / "tensorrt_llm" / "config.pbtxt")["exclude_input_in_output"] == \
+        "exclude_input_in_output"
+
+
+def test_postprocessing_keeps_one_instance(tmp_path, tok):
+    # The ensemble's postprocessing keeps per-request detokenizer state in its process: a second
+    # instance (another stub process) would see every other response of a stream and garble it.
+    eng = make_engine(tmp_path / "e", tp=1)
+    repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / "r", python_instances=3))
+    cfgs = _cfgs(repo)
+    assert cfgs["postprocessing"].instance_group[0].count == 1
+    assert cfgs["preprocessing"].instance_group[0].count == 3

@@ -36,3 +36,18 @@ def test_server_env_puts_this_venv_first():
     env = server_env({"PATH": "/usr/bin"})
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     assert "nvidia_pytriton.libs" in env["LD_LIBRARY_PATH"]
+
+
+def test_gpu_container_is_the_glmtrt_image_of_the_profile(tmp_path):
+    # the python models import glmtrt: the bare NGC image lacks it, so the default is the image
+    # `make image GPU=<profile>` builds (Makefile IMAGE ?= glmtrt:$(GPU), Dockerfile FROM the profile's
+    # tritonserver:*-trtllm-python-py3)
+    repo = _gpu_repo(tmp_path, 1)
+    man = json.loads((repo / "glmtrt_repo.json").read_text())
+    man["engine"]["profile"] = "t4"
+    (repo / "glmtrt_repo.json").write_text(json.dumps(man))
+    cmd = gpu_command(repo)
+    assert "glmtrt:t4" in cmd and "mpirun" not in cmd and "--shm-size" in cmd
+    assert "my/img:1" in gpu_command(repo, image="my/img:1")
+    res = CliRunner().invoke(main, ["serve", str(repo), "--image", "my/img:1"])
+    assert res.exit_code == 0 and "my/img:1" in res.output

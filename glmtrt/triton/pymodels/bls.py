@@ -45,7 +45,8 @@ ENGINE_OUTPUTS = ("cum_log_probs", "output_log_probs", "context_logits", "genera
 
 
 def engine_tensor_names(engine_config: Path) -> dict[str, str]:
-    """Rename seed/min_tokens for a 0.13-toolchain `tensorrt_llm` model (random_seed/min_length)."""
+    """Engine tensor per client tensor; a 0.13-toolchain `tensorrt_llm` model has random_seed/min_length
+    and no exclude_input_in_output tensor."""
     names = dict(PASS_THROUGH)
     try:
         text = engine_config.read_text(encoding="utf-8")
@@ -55,6 +56,8 @@ def engine_tensor_names(engine_config: Path) -> dict[str, str]:
         names["seed"] = "random_seed"
     if '"min_length"' in text:
         names["min_tokens"] = "min_length"
+    if 'name: "exclude_input_in_output"' not in text:
+        names.pop("exclude_input_in_output")  # 0.13: a model parameter only (v0.13.0 tensorrt_llm config)
     return names
 
 

@@ -13,7 +13,11 @@ is not visible here, so entries end by TTL/LRU; bytes of a character still incom
 stream ends are dropped (they could only have become U+FFFD). Requests without an id are
 decoded statelessly (correct for non-streaming; streaming clients must send request ids, as
 glmtrt's client does, or use `tensorrt_llm_bls`, which keeps the state in its own loop).
-An optional BOOL input STREAM=false also selects the stateless path.
+The client's `stream` cannot be wired here: Triton 2.51 refuses an ensemble step fed by a
+decoupled model and by an ensemble input ("receives inputs originated from different decoupled
+models", verified). The model runs as ONE instance
+(the generator writes count 1): a second stub process would see every other response of a
+stream. A streaming client must use a fresh request id per request (ids are keys here).
 """
 from __future__ import annotations
 
@@ -67,7 +71,7 @@ class TritonPythonModel:
             raise common.RequestError("input TOKENS_BATCH is required")
         lengths = common.get_array(request, "SEQUENCE_LENGTH")
         rid = request.request_id() if hasattr(request, "request_id") else ""
-        stream = common.get_scalar(request, "STREAM", True)
+        stream = bool(common.get_scalar(request, "STREAM", True))
         params = common.request_parameters(request, strict=False)
         mode = params.get("output_mode", self.default_mode)
         tokens = np.asarray(tokens)
