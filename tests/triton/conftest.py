@@ -19,7 +19,7 @@ SHARED_TOKENIZER = Path(__file__).resolve().parents[2] / ".." / "shared" / "mode
 # that SentencePiece splits into byte-fallback pieces (𠮷, 鿏); with the tiny tokenizer 微 and 经
 # are byte-fallback pieces.
 REAL_ANSWER = "你好，世界! Hello 𠮷鿏"
-TINY_ANSWER = "你好！我是微型GLM模型，经Triton流式输出。Hello!"
+TINY_ANSWER = "你好！我是微型GLM模型，经Triton流式输出。 Hello!"
 
 
 def need_shared_tokenizer() -> Path:
