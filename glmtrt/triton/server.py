@@ -113,6 +113,10 @@ def repository_backend(repo: Path) -> str:
     return ""
 
 
+class _PortTaken(Exception):
+    """tritonserver exited because one of its ports was in use."""
+
+
 class TritonServer:
     """A tritonserver process on CPU serving `repo`; use as a context manager.
 
@@ -133,6 +137,7 @@ class TritonServer:
                               expected="a repository generated with --engine reference for CPU serving",
                               fix="run `glmtrt serve REPO` to print the container command, or --run it on the GPU host")
         self.host = host
+        self._auto_ports = not (http_port or grpc_port or metrics_port)
         self.http_port = http_port or free_port(host)
         self.grpc_port = grpc_port or free_port(host)
         self.metrics_port = metrics_port or free_port(host)
@@ -174,9 +179,26 @@ class TritonServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "TritonServer":
-        """Start the server and wait until /v2/health/ready answers 200 (or raise with the log tail)."""
+        """Start the server and wait until it is ready (or raise with the log tail).
+
+        Ports picked automatically can be taken by another process between the pick and the
+        server's bind; then the server exits and is started again on new ports (3 tries).
+        """
         if self._proc is not None:
             return self
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if not self._auto_ports or attempt == 2:
+                    raise GlmtrtError(f"tritonserver could not bind its ports (http {self.http_port}, grpc "
+                                      f"{self.grpc_port}, metrics {self.metrics_port})",
+                                      fix="choose free ports with --http-port/--grpc-port/--metrics-port") from None
+                log.warning("a port was taken before tritonserver could bind it; retrying on new ports")
+                self.http_port, self.grpc_port, self.metrics_port = (free_port(self.host) for _ in range(3))
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> "TritonServer":
         self._tmp = tempfile.TemporaryDirectory(prefix="glmtrt-triton-")
         tmp = Path(self._tmp.name)
         backend_dir = self._backend_dir
@@ -206,15 +228,26 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def _owns_ports(self) -> bool:
+        """True once OUR server logged that it listens on its HTTP and gRPC ports (another server on
+        a recycled port would answer /v2/health/ready too)."""
+        if self.log_path is None or not self.log_path.exists():
+            return False
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return (f"Started HTTPService at {self.http_url}" in text
+                and f"Started GRPCInferenceService at {self.grpc_url}" in text)
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                if "address already in use" in self.log_tail(200).lower():
+                    raise _PortTaken()
                 raise GlmtrtError(f"tritonserver exited with code {self._proc.returncode} while loading {self.repo}",
                                   expected="all models of the repository load",
                                   fix="read the server log below; check the repository with `glmtrt repo --check`"
                                       f"\n--- server log (tail) ---\n{self.log_tail()}")
-            if self.is_ready():
+            if self._owns_ports() and self.is_ready():
                 self._remember_shm()
                 log.info("tritonserver ready (pid %d)", self._proc.pid)
                 return
