@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from glmtrt.build.planner import ModelDims
+from glmtrt.checkpoint.trtllm_config import decoder_dims
 from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object
 
@@ -42,18 +43,7 @@ def precision_of(config: Mapping[str, Any]) -> tuple[str, str]:
 
 def dims_from_trtllm_config(cfg: Mapping[str, Any], name: str) -> ModelDims:
     """Planner dims from a TRT-LLM PretrainedConfig dict (docs/INTERFACES.md section 1)."""
-    try:
-        heads = int(cfg["num_attention_heads"])
-        hidden = int(cfg["hidden_size"])
-        return ModelDims(
-            name=name, num_layers=int(cfg["num_hidden_layers"]), hidden_size=hidden, num_heads=heads,
-            num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-            head_size=int(cfg.get("head_size") or hidden // heads),
-            intermediate_size=int(cfg["intermediate_size"]), vocab_size=int(cfg["vocab_size"]),
-            max_position_embeddings=int(cfg.get("max_position_embeddings") or 2048))
-    except KeyError as exc:
-        raise GlmtrtError(f"checkpoint config.json lacks {exc}",
-                          expected="a TensorRT-LLM checkpoint config written by `glmtrt convert`") from exc
+    return ModelDims(name=name, **decoder_dims(cfg))
 
 
 def dims_from_spec(spec: Any, name: str) -> ModelDims:

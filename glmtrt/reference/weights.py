@@ -17,13 +17,14 @@ Weights are read one tensor at a time through safetensors' mmap reader.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from glmtrt.checkpoint.trtllm_config import decoder_dims
 from glmtrt.errors import GlmtrtError
+from glmtrt.fileio import read_json_object
 from glmtrt.quant.weight_only import WEIGHT_ONLY_BITS, fake_quantize, is_quantized_weight
 
 log = logging.getLogger(__name__)
@@ -47,26 +48,9 @@ class Geometry:
     @classmethod
     def from_config(cls, cfg: dict) -> "Geometry":
         """Read the geometry from a TensorRT-LLM `config.json` dict (head_size defaults to hidden/heads)."""
-        try:
-            heads = int(cfg["num_attention_heads"])
-            hidden = int(cfg["hidden_size"])
-            mapping = cfg.get("mapping") or {}
-            return cls(
-                num_layers=int(cfg["num_hidden_layers"]),
-                hidden_size=hidden,
-                num_heads=heads,
-                num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-                head_size=int(cfg.get("head_size") or hidden // heads),
-                intermediate_size=int(cfg["intermediate_size"]),
-                vocab_size=int(cfg["vocab_size"]),
-                tp_size=int(mapping.get("tp_size", 1)),
-            )
-        except KeyError as exc:
-            raise GlmtrtError(
-                f"checkpoint config.json lacks field {exc.args[0]!r}",
-                expected="a TensorRT-LLM chatglm PretrainedConfig (docs/INTERFACES.md section 1)",
-                fix="re-run `glmtrt convert`",
-            ) from None
+        dims = decoder_dims(cfg)
+        dims.pop("max_position_embeddings")
+        return cls(**dims, tp_size=int((cfg.get("mapping") or {}).get("tp_size", 1)))
 
 
 def read_checkpoint_config(ckpt_dir: str | Path) -> dict:
@@ -78,7 +62,7 @@ def read_checkpoint_config(ckpt_dir: str | Path) -> dict:
             expected="a TensorRT-LLM checkpoint dir written by `glmtrt convert`",
             fix="pass the output dir of `glmtrt convert`",
         )
-    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg = read_json_object(path, "checkpoint config.json")
     mapping = cfg.get("mapping") or {}
     if int(mapping.get("pp_size", 1)) != 1:
         raise GlmtrtError(
