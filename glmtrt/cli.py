@@ -39,8 +39,10 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="glmtrt")
 @click.option("-v", "--verbose", count=True, help="More logging (-v: debug).")
-def main(verbose: int) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
     """GLM-family checkpoints -> TensorRT-LLM checkpoint -> engine -> Triton -> client."""
+    ctx.obj = {"verbose": verbose}
     setup_logging(verbose)
 
 

@@ -102,8 +102,12 @@ def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = Tr
 @click.option("--max-tokens", type=click.IntRange(1, 256), default=32, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip the transformers comparison.")
 @click.option("--no-serve", is_flag=True, help="Stop after generating the repository.")
-def demo_cmd(workdir: Path, prompt: str, max_tokens: int, no_verify: bool, no_serve: bool) -> None:
+@click.pass_context
+def demo_cmd(ctx: click.Context, workdir: Path, prompt: str, max_tokens: int, no_verify: bool,
+             no_serve: bool) -> None:
     """Run the whole pipeline on an embedded tiny model and a real Triton on CPU."""
+    if not (ctx.obj or {}).get("verbose"):
+        logging.getLogger("glmtrt").setLevel(logging.WARNING)   # the demo narrates; -v shows the logs
     run_demo(workdir, prompt, max_tokens, verify=not no_verify, serve=not no_serve)
 
 
