@@ -13,8 +13,10 @@ whole command (one repository, N servers behind a load balancer), see docs/TRITO
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from glmtrt.errors import GlmtrtError
+from glmtrt.fileio import read_json_object
 
 TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
 
@@ -72,3 +74,40 @@ def launch_script(world_size: int) -> str:
         'HTTP_PORT="${HTTP_PORT:-8000}"\nGRPC_PORT="${GRPC_PORT:-8001}"\nMETRICS_PORT="${METRICS_PORT:-8002}"\n'
         f"exec {body}\n"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+#: Profile whose Dockerfile target serves a contract when the engine manifest names no profile.
+DEFAULT_PROFILES = {"1.2": "rtx4090", "0.13": "t4"}
+
+
+def serving_image(manifest: dict) -> str:
+    """The image that serves a GPU repository: `glmtrt:<profile>`, built by `make image GPU=<profile>`
+    (Makefile `IMAGE ?= glmtrt:$(GPU)`): the profile's Triton TensorRT-LLM container plus glmtrt,
+    which the python models (preprocessing, postprocessing, BLS) import. The bare NGC image
+    (the profile's toolchain.triton_container) lacks glmtrt and fails to load them."""
+    engine = manifest.get("engine") or {}
+    profile = engine.get("profile") or DEFAULT_PROFILES.get(manifest.get("trtllm_contract", "1.2"), "rtx4090")
+    return f"glmtrt:{profile}"
+
+
+def gpu_command(repo: Path, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
+                image: str | None = None) -> list[str]:
+    """`docker run` of the official Triton TensorRT-LLM container serving a GPU repository.
+
+    The in-container command (one tritonserver per rank, via mpirun when world_size > 1) comes
+    from `glmtrt.triton.launch.launch_command`; the repository and the engine dir are mounted
+    at the paths the repository's configs name.
+    """
+    repo = Path(repo).resolve()
+    manifest = read_json_object(repo / "glmtrt_repo.json", "repository manifest glmtrt_repo.json")
+    engine = manifest.get("engine", {})
+    world = int(engine.get("world_size") or 1)
+    image = image or serving_image(manifest)
+    mounts = ["-v", f"{repo}:/models/repo"]
+    in_server = engine.get("path_in_server") or engine.get("dir")
+    if engine.get("dir") and in_server:
+        mounts += ["-v", f"{engine['dir']}:{in_server}:ro"]
+    inner = launch_command("/models/repo", world, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    return ["docker", "run", "--rm", "--gpus", "all", "--net", "host", "--shm-size", "2g",
+            "--ulimit", "memlock=-1", "--ulimit", "stack=67108864", *mounts, image, *inner]

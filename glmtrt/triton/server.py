@@ -330,54 +330,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-#: Base images of the glmtrt images (same tags as glmtrt/build/profiles/*.json and the Dockerfile).
-DEFAULT_CONTAINERS = {"1.2": "nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3",
-                      "0.13": "nvcr.io/nvidia/tritonserver:24.09-trtllm-python-py3"}
-#: Profile whose Dockerfile target serves a contract when the engine manifest names no profile.
-DEFAULT_PROFILES = {"1.2": "rtx4090", "0.13": "t4"}
-
-
-def serving_image(manifest: dict) -> str:
-    """The image that serves a GPU repository: `glmtrt:<profile>`, built by `make image GPU=<profile>`
-    (Makefile `IMAGE ?= glmtrt:$(GPU)`): the profile's Triton TensorRT-LLM container plus glmtrt,
-    which the python models (preprocessing, postprocessing, BLS) import. The bare NGC image
-    (DEFAULT_CONTAINERS) lacks glmtrt and fails to load them."""
-    engine = manifest.get("engine") or {}
-    profile = engine.get("profile") or DEFAULT_PROFILES.get(manifest.get("trtllm_contract", "1.2"), "rtx4090")
-    return f"glmtrt:{profile}"
-
-
-def gpu_command(repo: Path, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                image: str | None = None) -> list[str]:
-    """`docker run` of the official Triton TensorRT-LLM container serving a GPU repository.
-
-    The in-container command (one tritonserver per rank, via mpirun when world_size > 1) comes
-    from `glmtrt.triton.launch.launch_command`; the repository and the engine dir are mounted
-    at the paths the repository's configs name.
-    """
-    import json
-
-    from glmtrt.triton.launch import launch_command
-
-    repo = Path(repo).resolve()
-    mpath = repo / "glmtrt_repo.json"
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GlmtrtError(f"cannot read {mpath}: {exc}", fix="regenerate the repository with `glmtrt repo`") from exc
-    engine = manifest.get("engine", {})
-    world = int(engine.get("world_size") or 1)
-    image = image or serving_image(manifest)
-    mounts = ["-v", f"{repo}:/models/repo"]
-    in_server = engine.get("path_in_server") or engine.get("dir")
-    if engine.get("dir") and in_server:
-        mounts += ["-v", f"{engine['dir']}:{in_server}:ro"]
-    inner = launch_command("/models/repo", world, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
-    return ["docker", "run", "--rm", "--gpus", "all", "--net", "host", "--shm-size", "2g",
-            "--ulimit", "memlock=-1", "--ulimit", "stack=67108864", *mounts, image, *inner]
-
-
 def register(group: click.Group) -> None:
     """Add the serve command."""
 
@@ -395,6 +347,8 @@ def register(group: click.Group) -> None:
         """Serve REPO with Triton: on CPU here (python backend), or print the GPU container command."""
         backend = repository_backend(repo)
         if backend == "tensorrtllm":
+            from glmtrt.triton.launch import gpu_command
+
             cmd = gpu_command(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, image=image)
             log.info("the image must have glmtrt installed (the python models import it): `make image GPU=<profile>`")
             import shlex

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
 
 from glmtrt.tokenizer.chatglm3 import ChatGLM3Tokenizer
 

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from glmtrt.errors import GlmtrtError
-from glmtrt.tokenizer import load_tokenizer
 from glmtrt.tokenizer.chatglm3 import ChatGLM3Tokenizer
 from glmtrt.tokenizer.tiny import (
     TINY_VOCAB_PADDED,

@@ -2,7 +2,6 @@
 request validation, the per-request detokenizer cache."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from glmtrt.triton.pymodels.common import RequestError, from_words_list, stack_words, to_words_list

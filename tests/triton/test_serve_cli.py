@@ -6,7 +6,8 @@ import json
 from click.testing import CliRunner
 
 from glmtrt.cli import main
-from glmtrt.triton.server import gpu_command, repository_backend, server_env
+from glmtrt.triton.launch import gpu_command
+from glmtrt.triton.server import repository_backend, server_env
 
 
 def _gpu_repo(tmp_path, world_size):
