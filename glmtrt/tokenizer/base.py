@@ -151,6 +151,19 @@ class GLMTokenizer(ABC):
             fix="describe the tools in the system message content yourself",
         )
 
+    def id_to_token(self, token_id: int) -> str:
+        """Text of one id: the special token, or the family's piece text (`_base_token_text`)."""
+        i = self._check_id(token_id)
+        if i >= self.vocab_size:
+            raise GlmtrtError(f"token id {i} is outside the vocab", expected=f"ids in [0, {self.vocab_size})")
+        if i >= self.base_vocab_size:
+            return self._special_by_id[i]
+        return self._base_token_text(i)
+
+    @abstractmethod
+    def _base_token_text(self, i: int) -> str:
+        """Text of a non-special id below base_vocab_size."""
+
     def _check_id(self, token_id: int) -> int:
         if type(token_id) is not int:  # numpy / torch integer scalars are fine
             try:

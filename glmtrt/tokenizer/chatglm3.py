@@ -150,11 +150,6 @@ class ChatGLM3Tokenizer(GLMTokenizer):
         i = int(token_id)
         return i in self._special_by_id or i in self._control_text
 
-    def id_to_token(self, token_id: int) -> str:
-        """The piece text ("▁Hello", "<0xE4>") or special token text of one id."""
-        i = self._check_id(token_id)
-        if i >= self.vocab_size:
-            raise GlmtrtError(f"token id {i} is outside the vocab", expected=f"ids in [0, {self.vocab_size})")
-        if i >= self.base_vocab_size:
-            return self._special_by_id[i]
+    def _base_token_text(self, i: int) -> str:
+        """The piece text ("▁Hello", "<0xE4>")."""
         return self.sp.id_to_piece(i)

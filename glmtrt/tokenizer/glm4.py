@@ -104,11 +104,6 @@ class GLM4Tokenizer(GLMTokenizer):
             return self._special_by_id[i].encode("utf-8"), False
         return b"", at_start
 
-    def id_to_token(self, token_id: int) -> str:
-        """Special token text, or the token bytes as text (undecodable bytes as \\xNN)."""
-        i = self._check_id(token_id)
-        if i >= self.vocab_size:
-            raise GlmtrtError(f"token id {i} is outside the vocab", expected=f"ids in [0, {self.vocab_size})")
-        if i >= self.base_vocab_size:
-            return self._special_by_id[i]
+    def _base_token_text(self, i: int) -> str:
+        """The token bytes as text (undecodable bytes as \\xNN)."""
         return self._table[i].decode("utf-8", errors="backslashreplace")

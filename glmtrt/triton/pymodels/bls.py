@@ -17,7 +17,6 @@ postprocessing models per response:
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -76,17 +75,13 @@ class TritonPythonModel:
         self.add_special_tokens = common.param_bool(params, "add_special_tokens", True)
         self.max_input_len = int(params["max_input_len"]) if "max_input_len" in params else None
         self.names = engine_tensor_names(Path(args["model_repository"]).parent / self.engine / "config.pbtxt")
-        self._threads: set[threading.Thread] = set()
-        self._lock = threading.Lock()
+        self._threads = common.RequestThreads()
 
     def execute(self, requests):
         if not self.decoupled:
             return [self._non_decoupled(r) for r in requests]
         for request in requests:
-            t = threading.Thread(target=self._serve, args=(request,), daemon=True)
-            with self._lock:
-                self._threads.add(t)
-            t.start()
+            self._threads.start(self._serve, request)
         return None
 
     # -- per request ----------------------------------------------------------------------
@@ -164,9 +159,6 @@ class TritonPythonModel:
             log.exception("tensorrt_llm_bls failed")
             sender.send(common.error_response(f"tensorrt_llm_bls: internal error: {exc}"),
                         flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
 
     def _collect(self, request):
         parts, last = [], None
@@ -184,7 +176,4 @@ class TritonPythonModel:
             return common.error_response(f"tensorrt_llm_bls: {exc}")
 
     def finalize(self):
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            t.join(timeout=5)
+        self._threads.join()

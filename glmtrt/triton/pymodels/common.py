@@ -201,3 +201,31 @@ def stack_words(lists: list[np.ndarray]) -> np.ndarray:
     for b, a in enumerate(lists):
         out[b, :, :a.shape[1]] = a
     return out
+
+
+class RequestThreads:
+    """One daemon thread per decoupled request; `join` waits for those still running (finalize)."""
+
+    def __init__(self) -> None:
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def start(self, target, *args) -> None:
+        """Run target(*args) in a new thread that forgets itself when done."""
+        def run():
+            try:
+                target(*args)
+            finally:
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
+
+        t = threading.Thread(target=run, daemon=True)
+        with self._lock:
+            self._threads.add(t)
+        t.start()
+
+    def join(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout=timeout)

@@ -104,8 +104,7 @@ class TritonPythonModel:
             self.end_id = common.tokenizer_from_args(args, params).eos_id
         slots = int(self.model_config.get("max_batch_size") or 1)
         self._slots = threading.BoundedSemaphore(max(1, slots))  # in-flight requests, like the engine's batch
-        self._threads: set[threading.Thread] = set()
-        self._lock = threading.Lock()
+        self._threads = common.RequestThreads()
         log.warning("tensorrt_llm: CPU REFERENCE ENGINE (not for production) on %s", ckpt)
 
     def execute(self, requests):
@@ -123,10 +122,7 @@ class TritonPythonModel:
                     responses.append(err)
                 continue
             if self.decoupled:
-                t = threading.Thread(target=self._run, args=(req, request.get_response_sender()), daemon=True)
-                with self._lock:
-                    self._threads.add(t)
-                t.start()
+                self._threads.start(self._run, req, request.get_response_sender())
             else:
                 responses.append(self._collect(req))
         return responses
@@ -145,9 +141,6 @@ class TritonPythonModel:
             log.exception("tensorrt_llm: generation failed")
             sender.send(common.error_response(f"tensorrt_llm: generation failed: {exc}"),
                         flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
 
     def _collect(self, req: GenRequest):
         pb = common.pb()
@@ -176,8 +169,5 @@ class TritonPythonModel:
         return [pb.Tensor(k, v) for k, v in t.items()]
 
     def finalize(self):
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            t.join(timeout=5)
+        self._threads.join()
         log.info("tensorrt_llm (reference): finalize")
