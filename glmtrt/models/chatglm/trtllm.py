@@ -10,13 +10,15 @@ Field by field this is what `ChatGLMConfig.from_hugging_face(...).to_dict()` wri
     ChatGLMConfig consumes rotary_pct itself, so upstream writes head_size here; the attention
     layer uses rotary_pct (chatglm/model.py). We reproduce the upstream value.
   - apply_query_key_layer_scaling is always written False; hidden_act 'swiglu'; logits float32.
-Only fields that both 0.13 (T4 toolchain) and 1.2 accept are written inside `mapping` and
-`quantization` (their from_dict passes keys straight to the constructors).
+Only fields that both 0.13 (T4 toolchain) and 1.2 accept are written inside `mapping`; the
+`quantization` block holds only the keys that differ from QuantConfig's defaults, each known to
+both releases (glmtrt.checkpoint.trtllm_config.quantization_block).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from glmtrt.checkpoint.trtllm_config import quantization_block
 from glmtrt.errors import GlmtrtError
 from glmtrt.models.chatglm.config import TRTLLM_ARCHITECTURE, ChatGLMSpec
 
@@ -32,7 +34,7 @@ KV_CACHE_ALGOS = {None: None, "int8": "INT8", "fp8": "FP8"}
 
 
 def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = None) -> dict[str, Any]:
-    """The `quantization` block (QuantConfig.to_dict fields common to 0.13 and 1.2)."""
+    """The `quantization` block: only the non-default QuantConfig keys, valid for 0.13 and 1.2."""
     if quant not in QUANT_ALGOS:
         raise GlmtrtError(f"unsupported --quant '{quant}'",
                           expected="one of: " + ", ".join(q for q in QUANT_ALGOS if q),
@@ -40,16 +42,7 @@ def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = Non
     if kv_cache_dtype not in KV_CACHE_ALGOS:
         raise GlmtrtError(f"unsupported --kv-cache-dtype '{kv_cache_dtype}'",
                           expected="one of: " + ", ".join(k for k in KV_CACHE_ALGOS if k))
-    return {
-        "quant_algo": QUANT_ALGOS[quant],
-        "kv_cache_quant_algo": KV_CACHE_ALGOS[kv_cache_dtype],
-        "group_size": 128,
-        "smoothquant_val": 0.5,
-        "clamp_val": None,
-        "has_zero_point": False,
-        "pre_quant_scale": False,
-        "exclude_modules": None,
-    }
+    return quantization_block({"quant_algo": QUANT_ALGOS[quant], "kv_cache_quant_algo": KV_CACHE_ALGOS[kv_cache_dtype]})
 
 
 def trtllm_config(spec: ChatGLMSpec, *, dtype: str, tp_size: int = 1,
