@@ -290,7 +290,8 @@ class _Checker:
             for key in _BOOL_PARAMS.get(model, ()):
                 if key in params and params[key] not in ("true", "false"):
                     self.add(rel, f'parameters["{key}"]', f"is {params[key]!r}", 'use "true" or "false"')
-            if "tokenizer_dir" in params or model in ("preprocessing", "postprocessing"):
+            engine_model = model == "tensorrt_llm" and kind == "gpu"  # the C++ backend ignores tokenizer_dir
+            if ("tokenizer_dir" in params and not engine_model) or model in ("preprocessing", "postprocessing"):
                 tdir = self._resolve(params.get("tokenizer_dir", ""))
                 if tdir is None or not (tdir / "tokenizer.model").is_file():
                     self.add(rel, 'parameters["tokenizer_dir"]',
@@ -313,6 +314,9 @@ class _Checker:
                 self.add(rel, 'parameters["checkpoint_dir"]', f"{p.get('checkpoint_dir', '')!r} is not a checkpoint dir",
                          "regenerate with glmtrt repo --engine reference (or --copy-checkpoint)")
             return
+        from glmtrt.triton.check_engine import check_backend_parameters
+
+        check_backend_parameters(self, trt)
         for key, allowed in (("gpt_model_type", BATCHING_STRATEGIES), ("batch_scheduler_policy", SCHEDULER_POLICIES)):
             if p.get(key) not in allowed:
                 self.add(rel, f'parameters["{key}"]', f"is {p.get(key)!r}", f"use one of {', '.join(allowed)}")

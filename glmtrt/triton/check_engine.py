@@ -53,6 +53,44 @@ def check_engine(checker, engine_dir: Path) -> None:
 
 
 
+def check_backend_parameters(checker, trt) -> None:
+    """`tensorrt_llm` parameters the tensorrtllm backend of the repository's release line reads
+    without a default (glmtrt.triton.contract.REQUIRED_BACKEND_PARAMETERS: a missing one fails the
+    model load with "Cannot find parameter with name"), and the guided-decoding settings."""
+    from glmtrt.triton.contract import GUIDED_DECODING_BACKENDS, REQUIRED_BACKEND_PARAMETERS, XGRAMMAR_INFO_FILE
+
+    rel, p = "tensorrt_llm/config.pbtxt", _params(trt)
+    contract = checker.manifest.get("trtllm_contract")
+    if contract not in REQUIRED_BACKEND_PARAMETERS:
+        contract = "0.13" if any(t.name == "random_seed" for t in trt.input) else "1.2"
+    source = ("TensorRT-LLM 1.2.x triton_backend" if contract == "1.2" else "tensorrtllm_backend v0.13.0") + \
+        " inflight_batcher_llm/src/model_instance_state.cc"
+    for key in REQUIRED_BACKEND_PARAMETERS[contract]:
+        if key not in p:
+            checker.add(rel, f'parameters["{key}"]', f"missing: the {contract} backend reads it without a default "
+                        f"({source}), so the model fails to load (Cannot find parameter with name: {key})",
+                        f'add parameters {{ key: "{key}"  value: {{ string_value: "" }} }} ("" = unset) or regenerate')
+    backend, info = p.get("guided_decoding_backend", ""), p.get("xgrammar_tokenizer_info_path", "")
+    if backend and backend not in GUIDED_DECODING_BACKENDS:
+        checker.add(rel, 'parameters["guided_decoding_backend"]', f"is {backend!r}",
+                    f'use "" (off) or one of {", ".join(GUIDED_DECODING_BACKENDS)}')
+    elif backend and not info:
+        checker.add(rel, 'parameters["xgrammar_tokenizer_info_path"]', "empty while guided_decoding_backend is set: "
+                    "the backend then leaves guided decoding off", "regenerate with glmtrt repo --guided-decoding xgrammar")
+    elif backend:
+        local = checker.repo / XGRAMMAR_INFO_FILE if info.endswith("/" + XGRAMMAR_INFO_FILE) else Path(info)
+        try:
+            data = json.loads(local.read_text(encoding="utf-8"))
+            ok = isinstance(data.get("encoded_vocab"), list) and isinstance(data.get("tokenizer_str"), str) \
+                and isinstance(data.get("stop_token_ids"), list)
+        except (OSError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            checker.add(rel, 'parameters["xgrammar_tokenizer_info_path"]',
+                        f"{info!r}: {local} is not an xgrammar tokenizer info file (JSON with encoded_vocab, "
+                        "tokenizer_str, stop_token_ids)", "regenerate with glmtrt repo --guided-decoding xgrammar")
+
+
 def check_instances(checker) -> None:
     """Instance groups the models need to work at all.
 

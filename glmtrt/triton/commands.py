@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 @click.option("--python-instances", type=int, help="Instances of preprocessing/postprocessing.")
 @click.option("--bls-instances", type=int, help="Instances of tensorrt_llm_bls (default: max batch size).")
 @click.option("--engine-path", help="Engine dir as the server sees it (e.g. /engines/x in the container).")
+@click.option("--guided-decoding", type=click.Choice(["xgrammar"]), default=None,
+              help="JSON / regex / grammar-constrained output (TensorRT-LLM 1.2 engines): writes the xgrammar "
+                   "tokenizer info and the guided_decoding_* inputs. Default: off (written as the explicit unset).")
+@click.option("--repo-path", help="Repository dir as the server sees it (absolute; default: -o). Used for "
+                                  "xgrammar_tokenizer_info_path, which the backend opens as given.")
 @click.option("--copy-checkpoint", is_flag=True, help="reference: copy the checkpoint into the repository.")
 @click.option("--max-input-len", type=int, help="reference: input limit of the CPU stand-in.")
 @click.option("--max-seq-len", type=int, help="reference: sequence limit of the CPU stand-in.")
@@ -51,6 +56,7 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
                  max_queue_size: int, batch_scheduler_policy: str, kv_cache_free_gpu_mem_fraction: float | None,
                  chunked_context: bool | None, kv_cache_reuse: bool | None, include_input: bool,
                  python_instances: int | None, bls_instances: int | None, engine_path: str | None,
+                 guided_decoding: str | None, repo_path: str | None,
                  copy_checkpoint: bool, max_input_len: int | None, max_seq_len: int | None, force: bool) -> None:
     """Generate a Triton inflight-batching model repository from SOURCE (or --check one).
 
@@ -80,7 +86,7 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
         enable_chunked_context=chunked_context, enable_kv_cache_reuse=kv_cache_reuse,
         exclude_input_in_output=not include_input, python_instances=python_instances, bls_instances=bls_instances,
         engine_path=engine_path, copy_checkpoint=copy_checkpoint, max_input_len=max_input_len,
-        max_seq_len=max_seq_len, force=force)
+        max_seq_len=max_seq_len, guided_decoding=guided_decoding, repo_path=repo_path, force=force)
     log.info("repo options: %s", json.dumps(options_dict(opts), ensure_ascii=False))
     out = generate_repository(opts)
     click.echo(f"wrote {out} (validated)")

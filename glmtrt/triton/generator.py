@@ -22,6 +22,8 @@ from glmtrt import TRTLLM_TARGET_VERSION, __version__
 from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
 from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object, sha256_file
+from glmtrt.triton.contract import GUIDED_DECODING_BACKENDS, XGRAMMAR_INFO_FILE, tensor_names
+from glmtrt.triton.fragments import backend_parameters, fragments
 from glmtrt.triton.template import Raw, render_template
 
 log = logging.getLogger(__name__)
@@ -43,42 +45,6 @@ REFERENCE_MODULE = "glmtrt.triton.pymodels.reference_engine"
 BATCHING_STRATEGIES = ("inflight_fused_batching", "V1")
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 LOGITS_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16"}
-
-
-def tensor_names(toolchain: str) -> dict[str, Any]:
-    """Engine-side tensor contract details that changed between toolchains.
-
-    tensorrtllm_backend v0.13.0 .. v0.19.0 `tensorrt_llm/config.pbtxt` call them `min_length` /
-    `random_seed`; TensorRT-LLM 1.2.x `triton_backend/.../tensorrt_llm/config.pbtxt` calls them
-    `min_tokens` / `seed`. The `exclude_input_in_output` input tensor exists from v0.14.0 (v0.13.0
-    has only the model parameter) and `input_ids` is optional from v0.15.0. The client-facing
-    names are always the 1.2.x ones.
-    """
-    try:
-        major, minor = (int(x) for x in (str(toolchain).split(".") + ["0"])[:2])
-    except ValueError:
-        raise GlmtrtError(f"unreadable TensorRT-LLM version {toolchain!r} in the engine manifest",
-                          expected="a version like 1.2.0 or 0.13.0", fix="rebuild the engine with glmtrt build")
-    version = (major, minor)
-    old = version < (1, 0)
-    return {"min_tokens_tensor": "min_length" if old else "min_tokens",
-            "seed_tensor": "random_seed" if old else "seed",
-            "exclude_input_tensor": version >= (0, 14), "input_ids_optional": version >= (0, 15)}
-
-
-_EXCLUDE_TENSOR = ('  { name: "exclude_input_in_output"  data_type: TYPE_BOOL  dims: [ 1 ]  '
-                   'reshape: { shape: [ ] }  optional: true },\n')
-_EXCLUDE_REQUEST = '  { name: "exclude_input_in_output"  data_type: TYPE_BOOL  dims: [ 1 ]  optional: true },\n'
-_EXCLUDE_MAP = '      input_map { key: "exclude_input_in_output"  value: "exclude_input_in_output" }\n'
-
-
-def _fragments(s: dict[str, Any]) -> dict[str, Raw]:
-    """Toolchain-dependent template lines (settings written before these keys: the 1.2.x contract)."""
-    exclude = s.get("exclude_input_tensor", True)
-    return {"exclude_input_tensor": Raw(_EXCLUDE_TENSOR if exclude else ""),
-            "exclude_input_request": Raw(_EXCLUDE_REQUEST if exclude else ""),
-            "exclude_input_map": Raw(_EXCLUDE_MAP if exclude else ""),
-            "input_ids_optional": Raw("  optional: true" if s.get("input_ids_optional", True) else "")}
 
 
 @dataclass(frozen=True)
@@ -106,6 +72,8 @@ class RepoOptions:
     copy_checkpoint: bool = False
     max_input_len: int | None = None   # reference only: limits of the CPU stand-in
     max_seq_len: int | None = None
+    guided_decoding: str | None = None  # "xgrammar": JSON / grammar-constrained output (1.2 GPU engines)
+    repo_path: str | None = None       # the repository dir as the server sees it (default: -o, absolute)
     force: bool = False
 
 
@@ -240,6 +208,8 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
                           expected="build.use_paged_context_fmha true in the engine manifest",
                           fix="drop the option or rebuild with --use_paged_context_fmha enable")
     engine_path = opts.engine_path or str(facts.dir)
+    names = tensor_names(facts.toolchain if facts.kind == "gpu" else TRTLLM_TARGET_VERSION)
+    guided, info_path = _guided_decoding(opts, facts, names["contract"])
     return {
         "max_batch_size": mbs, "decoupled": opts.decoupled,
         "max_queue_delay_microseconds": opts.max_queue_delay_microseconds, "max_queue_size": opts.max_queue_size,
@@ -252,8 +222,27 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
         "engine_dir": engine_path, "max_beam_width": facts.max_beam_width, "max_input_len": facts.max_input_len,
         "max_seq_len": facts.max_seq_len, "logits_datatype": LOGITS_TYPES[facts.logits_dtype],
         "tokenizer_dir": TOKENIZER_SUBDIR, "add_special_tokens": True, "skip_special_tokens": True,
-        **tensor_names(facts.toolchain if facts.kind == "gpu" else TRTLLM_TARGET_VERSION),
+        "guided_decoding_backend": guided, "xgrammar_tokenizer_info_path": info_path, **names,
     }
+
+
+def _guided_decoding(opts: RepoOptions, facts: EngineFacts, contract: str) -> tuple[str, str]:
+    """(guided_decoding_backend, xgrammar_tokenizer_info_path) for the `tensorrt_llm` model; ("", "")
+    is the explicit unset. The C++ backend opens the info path as given (no repository-relative
+    resolution), so it is the path inside the server: `--repo-path` (default: the output dir)."""
+    if not opts.guided_decoding:
+        return "", ""
+    if opts.guided_decoding not in GUIDED_DECODING_BACKENDS:
+        raise GlmtrtError(f"--guided-decoding {opts.guided_decoding!r}", expected=" | ".join(GUIDED_DECODING_BACKENDS))
+    if facts.kind != "gpu" or contract != "1.2":
+        where = "the CPU stand-in" if facts.kind != "gpu" else f"a TensorRT-LLM {facts.toolchain} engine"
+        raise GlmtrtError(f"--guided-decoding is not available for {where}",
+                          expected="a GPU engine built with TensorRT-LLM 1.2 (the 0.13 backend has no guided decoding)",
+                          fix="drop --guided-decoding")
+    root = (opts.repo_path or str(Path(opts.output).resolve())).rstrip("/")
+    if not root.startswith("/"):
+        raise GlmtrtError(f"--repo-path {opts.repo_path!r} is relative", expected="an absolute path inside the server")
+    return opts.guided_decoding, f"{root}/{XGRAMMAR_INFO_FILE}"
 
 
 def _b(v: bool) -> str:
@@ -263,17 +252,20 @@ def _b(v: bool) -> str:
 def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str) -> dict[str, str]:
     """config.pbtxt text per model, from the resolved settings `s`."""
     names = {k: s[k] for k in ("min_tokens_tensor", "seed_tensor")}
-    frag = _fragments(s)
+    requests = {k: s.get(k, s[k.replace("_request", "_tensor")]) for k in ("min_tokens_request", "seed_request")}
+    frag = fragments(s)
     io = Raw(render_template("tensorrt_llm_io.pbtxt", {
         **names, "logits_datatype": s["logits_datatype"],
-        **{k: frag[k] for k in ("exclude_input_tensor", "input_ids_optional")}}))
-    request_io = Raw(render_template("request_io.pbtxt", {"logits_datatype": s["logits_datatype"],
-                                                          "exclude_input_request": frag["exclude_input_request"]}))
+        **{k: frag[k] for k in ("exclude_input_tensor", "input_ids_optional", "guide_tensors")}}))
+    request_io = Raw(render_template("request_io.pbtxt", {"logits_datatype": s["logits_datatype"], **requests,
+                                                          "exclude_input_request": frag["exclude_input_request"],
+                                                          "guide_tensors": frag["guide_tensors"]}))
     queue = {k: s[k] for k in ("max_queue_delay_microseconds", "max_queue_size")}
     common = {"max_batch_size": s["max_batch_size"]}
     out = {
-        "ensemble": render_template("ensemble.pbtxt", {**common, **names, "request_io": request_io,
-                                                        "exclude_input_map": frag["exclude_input_map"]}),
+        "ensemble": render_template("ensemble.pbtxt", {**common, **names, **requests, "request_io": request_io,
+                                                        "exclude_input_map": frag["exclude_input_map"],
+                                                        "guide_map": frag["guide_map"]}),
         "preprocessing": render_template("preprocessing.pbtxt", {
             **common, **queue, "preprocessing_instance_count": s["preprocessing_instance_count"],
             "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
@@ -294,7 +286,7 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
             "kv_cache_free_gpu_mem_fraction": str(s["kv_cache_free_gpu_mem_fraction"]),
             "enable_kv_cache_reuse": _b(s["enable_kv_cache_reuse"]),
             "exclude_input_in_output": _b(s["exclude_input_in_output"]),
-            "enable_chunked_context": _b(s["enable_chunked_context"])})
+            "enable_chunked_context": _b(s["enable_chunked_context"]), "backend_parameters": backend_parameters(s)})
     else:
         out["tensorrt_llm"] = render_template("tensorrt_llm_reference.pbtxt", {
             **common, **queue, "decoupled": s["decoupled"], "io": io, "checkpoint_dir": checkpoint_param,
@@ -341,6 +333,9 @@ def generate_repository(opts: RepoOptions) -> Path:
             else:
                 checkpoint_param = str(facts.dir)
         tok.save(tmp / TOKENIZER_SUBDIR)
+        if settings["guided_decoding_backend"]:
+            from glmtrt.triton.xgrammar_info import write_tokenizer_info
+            write_tokenizer_info(tok, tmp / XGRAMMAR_INFO_FILE)
         for model, text in render_configs(settings, facts, checkpoint_param).items():
             (tmp / model / "1").mkdir(parents=True)
             (tmp / model / "config.pbtxt").write_text(text, encoding="utf-8")
@@ -377,7 +372,7 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
         "kind": "triton-repository",
         "glmtrt_version": __version__,
         "requires": f"glmtrt=={__version__}",
-        "trtllm_contract": "1.2" if s["min_tokens_tensor"] == "min_tokens" else "0.13",
+        "trtllm_contract": s.get("contract") or ("1.2" if s["min_tokens_tensor"] == "min_tokens" else "0.13"),
         "models": list(MODELS),
         "engine": engine,
         "tokenizer": {"kind": tok.name, "dir": TOKENIZER_SUBDIR, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
@@ -387,6 +382,8 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
                    "max_beam_width": facts.max_beam_width, "gather_context_logits": facts.gather_context_logits,
                    "gather_generation_logits": facts.gather_generation_logits},
         "decoupled": s["decoupled"],
+        **({"repo_path": s["xgrammar_tokenizer_info_path"][:-len(XGRAMMAR_INFO_FILE) - 1]}
+           if s.get("xgrammar_tokenizer_info_path") else {}),
         "settings": {k: s[k] for k in sorted(s)},
     }
 

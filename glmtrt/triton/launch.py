@@ -104,10 +104,11 @@ def gpu_command(repo: Path, *, http_port: int = 8000, grpc_port: int = 8001, met
     engine = manifest.get("engine", {})
     world = int(engine.get("world_size") or 1)
     image = image or serving_image(manifest)
-    mounts = ["-v", f"{repo}:/models/repo"]
+    in_repo = manifest.get("repo_path") or "/models/repo"  # repo_path: paths in configs name it (--repo-path)
+    mounts = ["-v", f"{repo}:{in_repo}"]
     in_server = engine.get("path_in_server") or engine.get("dir")
     if engine.get("dir") and in_server:
         mounts += ["-v", f"{engine['dir']}:{in_server}:ro"]
-    inner = launch_command("/models/repo", world, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    inner = launch_command(in_repo, world, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
     return ["docker", "run", "--rm", "--gpus", "all", "--net", "host", "--shm-size", "2g",
             "--ulimit", "memlock=-1", "--ulimit", "stack=67108864", *mounts, image, *inner]

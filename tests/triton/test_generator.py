@@ -140,14 +140,20 @@ def test_tensor_contract_matches_trtllm_1_2(tmp_path, tok):
     assert steps["postprocessing"].output_map["OUTPUT"] == "text_output"
 
 
-def test_t4_toolchain_uses_0_13_engine_names(tmp_path, tok):
+def test_t4_toolchain_uses_0_13_names_engine_and_client_side(tmp_path, tok):
+    # tensorrtllm_backend v0.13.0 all_models/inflight_batcher_llm/{tensorrt_llm,ensemble,tensorrt_llm_bls}/
+    # config.pbtxt: `min_length` / `random_seed` in all three (a client written for upstream 0.13 sends
+    # these); TensorRT-LLM 1.2.x triton_backend/all_models/...: `min_tokens` / `seed` in all three.
     eng = make_engine(tmp_path / "e", tp=1, toolchain="0.13.0", paged_fmha=False)
     repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / "r"))
     cfgs = _cfgs(repo)
     trt_in = _io(cfgs["tensorrt_llm"])
     assert "min_length" in trt_in and "random_seed" in trt_in and "seed" not in trt_in
+    for client_model in ("ensemble", "tensorrt_llm_bls"):
+        got = _io(cfgs[client_model])
+        assert {"min_length", "random_seed"} <= set(got) and not {"min_tokens", "seed"} & set(got), client_model
     step = [s for s in cfgs["ensemble"].ensemble_scheduling.step if s.model_name == "tensorrt_llm"][0]
-    assert step.input_map["random_seed"] == "seed" and step.input_map["min_length"] == "min_tokens"
+    assert step.input_map["random_seed"] == "random_seed" and step.input_map["min_length"] == "min_length"
     assert _params(cfgs["tensorrt_llm"])["enable_chunked_context"] == "false"
     assert json.loads((repo / "glmtrt_repo.json").read_text())["trtllm_contract"] == "0.13"
     assert check_repository(repo) == []
@@ -293,7 +299,7 @@ def test_t4_engine_model_matches_the_0_13_contract(tmp_path, tok):
     from glmtrt.triton.pymodels.bls import engine_tensor_names
 
     names = engine_tensor_names(repo / "tensorrt_llm" / "config.pbtxt")  # what the BLS sends
-    assert "exclude_input_in_output" not in names and names["seed"] == "random_seed"
+    assert "exclude_input_in_output" not in names and names["random_seed"] == "random_seed" and "seed" not in names
     assert check_repository(repo) == []
     # 1.2.x keeps both (TensorRT-LLM 1.2.x triton_backend/.../tensorrt_llm/config.pbtxt)
     eng12 = make_engine(tmp_path / "e12", tp=1)

@@ -44,19 +44,24 @@ ENGINE_OUTPUTS = ("cum_log_probs", "output_log_probs", "context_logits", "genera
 
 
 def engine_tensor_names(engine_config: Path) -> dict[str, str]:
-    """Engine tensor per client tensor; a 0.13-toolchain `tensorrt_llm` model has random_seed/min_length
-    and no exclude_input_in_output tensor."""
+    """Engine tensor per client tensor. A 0.13-toolchain repository names them random_seed /
+    min_length on both sides (tensorrtllm_backend v0.13.0 tensorrt_llm_bls and tensorrt_llm
+    config.pbtxt) and has no exclude_input_in_output tensor; guided_decoding_guide_type / _guide
+    pass through where the engine model declares them (1.2, --guided-decoding)."""
     names = dict(PASS_THROUGH)
     try:
         text = engine_config.read_text(encoding="utf-8")
     except OSError:
         return names
-    if '"random_seed"' in text:
-        names["seed"] = "random_seed"
-    if '"min_length"' in text:
-        names["min_tokens"] = "min_length"
+    for new, old in (("random_seed", "seed"), ("min_length", "min_tokens")):
+        if f'"{new}"' in text:
+            names.pop(old)
+            names[new] = new
     if 'name: "exclude_input_in_output"' not in text:
         names.pop("exclude_input_in_output")  # 0.13: a model parameter only (v0.13.0 tensorrt_llm config)
+    for guide in ("guided_decoding_guide_type", "guided_decoding_guide"):
+        if f'name: "{guide}"' in text:
+            names[guide] = guide
     return names
 
 
