@@ -5,6 +5,12 @@ unique request id (the ensemble's postprocessing keys its UTF-8-safe detokenizer
 asks for the empty final response (`enable_empty_final_response=True`) so the end of a stream
 is explicit. Request parameters `apply_chat_template`, `messages`, `output_mode` are glmtrt's
 additions (glmtrt.triton.pymodels.common.REQUEST_PARAMETERS).
+
+Input names follow the repository the client talks to, read from the server's model config
+(`request_names`): a 0.13-toolchain (T4) repository calls `seed` / `min_tokens` `random_seed` /
+`min_length`, as tensorrtllm_backend v0.13.0's ensemble and tensorrt_llm_bls do; 1.2.x uses
+`seed` / `min_tokens`. `guided_decoding=(guide_type, guide)` needs a repository generated with
+`glmtrt repo --guided-decoding xgrammar` (inputs `guided_decoding_guide_type` / `_guide`).
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import json
 import logging
 import queue
 import uuid
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -21,16 +27,51 @@ from glmtrt.errors import GlmtrtError
 log = logging.getLogger(__name__)
 
 
+#: canonical (1.2.x) client input -> the names a repository may declare for it, newest first.
+NAME_CHOICES = {"seed": ("seed", "random_seed"), "min_tokens": ("min_tokens", "min_length"),
+                "guided_decoding_guide_type": ("guided_decoding_guide_type",),
+                "guided_decoding_guide": ("guided_decoding_guide",)}
+#: guided_decoding_guide_type values (tensorrtllm_backend docs/guided_decoding.md).
+GUIDE_TYPES = ("json", "json_schema", "regex", "ebnf_grammar")
+
+
+def request_names(model_config: Mapping[str, Any]) -> dict[str, str]:
+    """Canonical input name -> the name the model declares (its config as JSON: `{"input": [...]}`
+    or the `{"config": {...}}` of tritonclient's get_model_config(as_json=True)); inputs the model
+    lacks are left out."""
+    cfg = model_config.get("config", model_config)
+    declared = {t.get("name") for t in cfg.get("input", [])}
+    out = {}
+    for canonical, choices in NAME_CHOICES.items():
+        for name in choices:
+            if name in declared:
+                out[canonical] = name
+                break
+    return out
+
+
 def build_inputs(text: str, *, max_tokens: int, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None, stop_words: Sequence[str] | None = None,
-                 bad_words: Sequence[str] | None = None, stream: bool = True):
-    """tritonclient.grpc InferInputs with the ensemble's tensor names (TensorRT-LLM 1.2.x)."""
+                 top_p: float | None = None, seed: int | None = None, min_tokens: int | None = None,
+                 stop_words: Sequence[str] | None = None, bad_words: Sequence[str] | None = None,
+                 stream: bool = True, guided_decoding: tuple[str, str | None] | None = None,
+                 names: Mapping[str, str] | None = None):
+    """tritonclient.grpc InferInputs for the ensemble / BLS. `names` (from `request_names`) maps
+    the canonical TensorRT-LLM 1.2.x names to the repository's; None means the 1.2.x names."""
     import tritonclient.grpc as grpcclient
+
+    names = {k: v[0] for k, v in NAME_CHOICES.items()} if names is None else dict(names)
 
     def tensor(name, arr, dtype):
         t = grpcclient.InferInput(name, list(arr.shape), dtype)
         t.set_data_from_numpy(arr)
         return t
+
+    def named(canonical: str) -> str:
+        if canonical not in names:
+            what = "glmtrt repo --guided-decoding xgrammar" if canonical.startswith("guided") else "another glmtrt"
+            raise GlmtrtError(f"the model has no {canonical!r} input", expected="a repository that declares it",
+                              fix=f"regenerate the repository ({what}) or drop the option")
+        return names[canonical]
 
     inputs = [tensor("text_input", np.array([[text.encode("utf-8")]], dtype=object), "BYTES"),
               tensor("max_tokens", np.array([[max_tokens]], dtype=np.int32), "INT32"),
@@ -42,10 +83,22 @@ def build_inputs(text: str, *, max_tokens: int, temperature: float | None = None
     if top_p is not None:
         inputs.append(tensor("top_p", np.array([[top_p]], dtype=np.float32), "FP32"))
     if seed is not None:
-        inputs.append(tensor("seed", np.array([[seed]], dtype=np.uint64), "UINT64"))
+        inputs.append(tensor(named("seed"), np.array([[seed]], dtype=np.uint64), "UINT64"))
+    if min_tokens is not None:
+        inputs.append(tensor(named("min_tokens"), np.array([[min_tokens]], dtype=np.int32), "INT32"))
     for name, words in (("stop_words", stop_words), ("bad_words", bad_words)):
         if words:
             inputs.append(tensor(name, np.array([[w.encode("utf-8") for w in words]], dtype=object), "BYTES"))
+    if guided_decoding is not None:
+        guide_type, guide = guided_decoding
+        if guide_type not in GUIDE_TYPES:
+            raise GlmtrtError(f"guided decoding guide type {guide_type!r}", expected=" | ".join(GUIDE_TYPES))
+        if guide_type != "json" and not guide:
+            raise GlmtrtError(f"guide type {guide_type!r} needs a guide (schema, regex or grammar text)")
+        inputs.append(tensor(named("guided_decoding_guide_type"),
+                             np.array([[guide_type.encode("utf-8")]], dtype=object), "BYTES"))
+        if guide:
+            inputs.append(tensor(named("guided_decoding_guide"), np.array([[guide.encode("utf-8")]], dtype=object), "BYTES"))
     return inputs
 
 
@@ -54,13 +107,15 @@ def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens:
                     top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                     stop_words: Sequence[str] | None = None, bad_words: Sequence[str] | None = None,
                     output_mode: str = "delta", stream: bool = True, timeout: float = 300.0,
-                    request_id: str | None = None) -> Iterator[str]:
+                    request_id: str | None = None, min_tokens: int | None = None,
+                    guided_decoding: tuple[str, str | None] | None = None) -> Iterator[str]:
     """Yield the answer to `text` from the Triton server at `url` (host:port of gRPC).
 
     `chat` applies the model's chat template server-side (`history`: earlier turns as
     [{"role", "content"}]). `output_mode` "delta" yields new text per response, "cumulative" the
-    whole text so far. With `stream=False` one item (the full answer) is yielded. Errors from
-    the server raise GlmtrtError.
+    whole text so far. With `stream=False` one item (the full answer) is yielded. Input names
+    come from the model's config on the server (`request_names`). Errors from the server raise
+    GlmtrtError.
     """
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
@@ -70,12 +125,16 @@ def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens:
         params["apply_chat_template"] = True
     if history:
         params["messages"] = json.dumps(list(history), ensure_ascii=False)
-    inputs = build_inputs(text, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                          seed=seed, stop_words=stop_words, bad_words=bad_words, stream=stream)
     rid = request_id or uuid.uuid4().hex
     results: queue.Queue = queue.Queue()
     client = grpcclient.InferenceServerClient(url)
     try:
+        names = None
+        if seed is not None or min_tokens is not None or guided_decoding is not None:
+            names = request_names(client.get_model_config(model, as_json=True))
+        inputs = build_inputs(text, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                              seed=seed, min_tokens=min_tokens, stop_words=stop_words, bad_words=bad_words,
+                              stream=stream, guided_decoding=guided_decoding, names=names)
         client.start_stream(callback=lambda result, error: results.put((result, error)))
         client.async_stream_infer(model, inputs, request_id=rid, parameters=params,
                                   enable_empty_final_response=True)

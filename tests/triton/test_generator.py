@@ -317,3 +317,86 @@ def test_postprocessing_keeps_one_instance(tmp_path, tok):
     cfgs = _cfgs(repo)
     assert cfgs["postprocessing"].instance_group[0].count == 1
     assert cfgs["preprocessing"].instance_group[0].count == 3
+
+
+# ---- per-release backend parameters and guided decoding (issue 7 item 1) -------------------------
+# Pinned from the C++ backend sources: the parameters read with a bare GetParameter (no default,
+# no try/catch), whose absence fails the model load with "Cannot find parameter with name: <key>".
+#   0.13: tensorrtllm_backend v0.13.0 inflight_batcher_llm/src/model_instance_state.cc
+#         getBatchingTypeFromParams (model_state.cc reads everything in try/catch).
+#   1.2:  NVIDIA/TensorRT-LLM 1.x triton_backend/inflight_batcher_llm/src/model_instance_state.cc
+#         getBatchingTypeFromParams + getGuidedDecodingConfigFromParams (from getExecutorConfigFromParams,
+#         called in the ModelInstanceState constructor).
+PINNED_REQUIRED = {"0.13": ("gpt_model_type",),
+                   "1.2": ("gpt_model_type", "tokenizer_dir", "xgrammar_tokenizer_info_path", "guided_decoding_backend")}
+
+
+def test_required_backend_parameters_are_pinned_and_written_per_release(tmp_path, tok):
+    from glmtrt.triton.contract import REQUIRED_BACKEND_PARAMETERS
+
+    assert REQUIRED_BACKEND_PARAMETERS == PINNED_REQUIRED
+    for toolchain, contract in (("1.2.1", "1.2"), ("0.13.0", "0.13")):
+        eng = make_engine(tmp_path / f"e{contract}", tp=1, toolchain=toolchain, paged_fmha=False)
+        repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / f"r{contract}"))
+        p = _params(_cfgs(repo)["tensorrt_llm"])
+        assert set(PINNED_REQUIRED[contract]) <= set(p), contract
+        assert check_repository(repo) == []
+    p12 = _params(_cfgs(tmp_path / "r1.2")["tensorrt_llm"])
+    # guided decoding off: the explicit unset, never an omitted key
+    assert (p12["tokenizer_dir"], p12["guided_decoding_backend"], p12["xgrammar_tokenizer_info_path"]) == ("", "", "")
+    assert "guided_decoding_backend" not in _params(_cfgs(tmp_path / "r0.13")["tensorrt_llm"])
+
+
+@pytest.mark.parametrize("key", PINNED_REQUIRED["1.2"])
+def test_check_names_a_missing_required_parameter(tmp_path, tok, key):
+    repo = generate_repository(RepoOptions(source=make_engine(tmp_path / "e", tp=1), tokenizer=tok, output=tmp_path / "r"))
+    path = repo / "tensorrt_llm" / "config.pbtxt"
+    lines = [ln for ln in path.read_text().splitlines() if f'key: "{key}"' not in ln]
+    path.write_text("\n".join(lines) + "\n")
+    problems = [str(p) for p in check_repository(repo)]
+    assert any(f'parameters["{key}"]' in p and "Cannot find parameter" in p for p in problems), problems
+
+
+def test_guided_decoding_xgrammar_repository(tmp_path, tok):
+    from glmtrt.triton.pymodels.bls import engine_tensor_names
+
+    eng = make_engine(tmp_path / "e", tp=1)
+    out = tmp_path / "r"
+    repo = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=out, guided_decoding="xgrammar"))
+    cfgs = _cfgs(repo)
+    p = _params(cfgs["tensorrt_llm"])
+    info = repo / "tensorrt_llm" / "xgrammar_tokenizer_info.json"
+    assert p["guided_decoding_backend"] == "xgrammar" and p["xgrammar_tokenizer_info_path"] == str(info.resolve())
+    data = json.loads(info.read_text(encoding="utf-8"))
+    assert set(data) == {"encoded_vocab", "tokenizer_str", "stop_token_ids"} and isinstance(data["tokenizer_str"], str)
+    guides = {"guided_decoding_guide_type", "guided_decoding_guide"}
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    for model in ("tensorrt_llm", "ensemble", "tensorrt_llm_bls"):
+        ins = _io(cfgs[model])
+        assert guides <= set(ins), model
+        assert all(pb.DataType.Name(ins[g].data_type) == "TYPE_STRING" and list(ins[g].dims) == [1] for g in guides)
+    step = [s for s in cfgs["ensemble"].ensemble_scheduling.step if s.model_name == "tensorrt_llm"][0]
+    assert all(step.input_map[g] == g for g in guides)
+    assert guides <= set(engine_tensor_names(repo / "tensorrt_llm" / "config.pbtxt"))
+    assert check_repository(repo) == []
+    # a server that mounts the repository elsewhere: --repo-path, and glmtrt serve mounts it there
+    repo2 = generate_repository(RepoOptions(source=eng, tokenizer=tok, output=tmp_path / "r2", guided_decoding="xgrammar",
+                                            repo_path="/models/glm"))
+    assert _params(_cfgs(repo2)["tensorrt_llm"])["xgrammar_tokenizer_info_path"] == \
+        "/models/glm/tensorrt_llm/xgrammar_tokenizer_info.json"
+    assert check_repository(repo2) == []
+    from glmtrt.triton.launch import gpu_command
+
+    assert f"{repo2}:/models/glm" in gpu_command(repo2)
+    info.unlink()
+    assert any("xgrammar_tokenizer_info_path" in str(p) for p in check_repository(repo))
+
+
+@pytest.mark.parametrize("engine_kind, toolchain", [("gpu", "0.13.0"), ("reference", None)])
+def test_guided_decoding_refused_where_the_backend_has_none(tmp_path, tok, engine_kind, toolchain):
+    src = make_engine(tmp_path / "e", tp=1, toolchain=toolchain, paged_fmha=False) if engine_kind == "gpu" \
+        else make_checkpoint(tmp_path / "c")
+    with pytest.raises(GlmtrtError, match="--guided-decoding is not available"):
+        generate_repository(RepoOptions(source=src, tokenizer=tok, output=tmp_path / "r", engine=engine_kind,
+                                        guided_decoding="xgrammar"))
