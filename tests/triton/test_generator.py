@@ -400,3 +400,16 @@ def test_guided_decoding_refused_where_the_backend_has_none(tmp_path, tok, engin
     with pytest.raises(GlmtrtError, match="--guided-decoding is not available"):
         generate_repository(RepoOptions(source=src, tokenizer=tok, output=tmp_path / "r", engine=engine_kind,
                                         guided_decoding="xgrammar"))
+
+
+def test_cli_guided_decoding(tmp_path, tok):
+    eng = make_engine(tmp_path / "e", tp=1)
+    runner = CliRunner()
+    res = runner.invoke(main, ["repo", str(eng), "--tokenizer", str(tok), "-o", str(tmp_path / "r"),
+                               "--guided-decoding", "xgrammar", "--repo-path", "/srv/glm"])
+    assert res.exit_code == 0, res.output
+    assert _params(_cfgs(tmp_path / "r")["tensorrt_llm"])["xgrammar_tokenizer_info_path"] == \
+        "/srv/glm/tensorrt_llm/xgrammar_tokenizer_info.json"
+    res = runner.invoke(main, ["repo", str(eng), "--tokenizer", str(tok), "-o", str(tmp_path / "r2"),
+                               "--guided-decoding", "xgrammar", "--repo-path", "srv/glm"])
+    assert res.exit_code == 2 and "relative" in res.output and "Traceback" not in res.output
