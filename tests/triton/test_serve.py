@@ -204,3 +204,20 @@ def test_cli_generate_reports_server_errors(server):
 
     res = CliRunner().invoke(main, ["generate", server.grpc_url, "", "--raw"])
     assert res.exit_code == 2 and "empty" in res.output
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stop_word_inside_the_text(server, answer, model):
+    """`--stop "，"` ends the answer at the first "，" (issue 13 item 4: the ChatGLM3 encoding of a
+    stop word carried the dummy-prefix "▁" and never matched mid-text)."""
+    text = "".join(_gen(server, "hi", model=model, max_tokens=64, stop_words=["，"]))
+    assert "，" in answer and text == answer[:answer.index("，") + 1]
+
+
+def test_bls_stop_word_inside_a_token(server, scripted, tok, answer):
+    """A stop word that is part of one token has no token sequence: the BLS matches it on text."""
+    _, chain = scripted
+    piece = next(t for t in (tok.decode([i]) for i in chain) if len(t.strip()) >= 2 and t.strip() in answer)
+    stop = piece.strip()[:1]
+    text = "".join(_gen(server, "hi", model="tensorrt_llm_bls", max_tokens=64, stop_words=[stop]))
+    assert text == answer[:answer.index(stop) + 1] != answer
