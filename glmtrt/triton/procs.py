@@ -3,8 +3,9 @@
 Measured on Triton 2.51 (nvidia-pytriton 0.7.0, tests/triton/test_lifecycle.py):
 - the python stubs are children of tritonserver in its process group, so one `killpg` of the
   group started with `start_new_session` reaches them all;
-- after tritonserver dies, a stub busy in a request does not exit by itself and ignores
-  SIGTERM; SIGKILL of the group ends it.
+- after a SIGKILL of tritonserver its stubs, idle or busy, are all still alive 10 s later and
+  ignore SIGTERM (the 960 MB engine stub of issue 13 is one of them); SIGKILL of the group ends
+  them.
 
 So: tritonserver gets `PR_SET_PDEATHSIG` = SIGKILL (it dies when `glmtrt serve` dies, even by
 SIGKILL) and its own process group; a small guardian process (`python -m glmtrt.triton.procs`)
@@ -116,7 +117,12 @@ class Stop(BaseException):
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Turn SIGTERM, SIGHUP and SIGINT into `Stop` inside the block, so cleanup code runs."""
+    fired = []
+
     def handler(signum, frame):
+        if fired:   # a second signal while we clean up after the first: let the cleanup finish
+            return
+        fired.append(signum)
         raise Stop(signum)
 
     sigs = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
