@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+
+
 log = logging.getLogger("glmtrt.convert")
 
 _GIB = 1024 ** 3
@@ -69,7 +71,7 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
               help="Output TensorRT-LLM checkpoint directory (e.g. convert/chatglm3-6b-fp16).")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
               show_default=True, help="Activation/weight dtype of the checkpoint.")
-@click.option("--tp-size", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--tp-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Tensor-parallel ranks (one rank{N}.safetensors each).")
 @click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "w8a8", "fp8"]), default=None,
               help="int8-wo/int4-wo: weight-only (TensorRT-LLM quantizes the fp16 weights at engine build). "
