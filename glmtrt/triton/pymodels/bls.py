@@ -132,8 +132,10 @@ class TritonPythonModel:
             text += delta
             yield (text if mode == "cumulative" else delta), resp
             if end is not None:
-                if hasattr(responses, "cancel"):  # Triton >= 24.04 BLS response iterators
+                if hasattr(responses, "cancel"):  # newer python backends can cancel a BLS request
                     responses.cancel()
+                else:  # Triton 2.51 cannot: read the engine's remaining responses off this request's path
+                    self._threads.start(lambda: [None for _ in responses])
                 return
         # bytes of a character cut off by max_tokens/stop can only become U+FFFD: drop them, as
         # the ensemble's postprocessing does (it never sees the end of a stream)
