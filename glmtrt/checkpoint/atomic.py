@@ -14,26 +14,17 @@ import logging
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
 from pathlib import Path
 from typing import Iterator
 
 from glmtrt.errors import GlmtrtError
+from glmtrt.signals import SignalExit, raise_on_signals
 
 log = logging.getLogger(__name__)
 
-#: Signals that remove a half-written output before the process ends.
-CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-class Interrupted(BaseException):
-    """A cleanup signal arrived while an output was being written (exit status 128 + signum)."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
+class Interrupted(SignalExit):
+    """A stop signal arrived while an output was being written (exit status 128 + signum)."""
 
 
 def check_output_dir(out: str | Path, force: bool) -> Path:
@@ -75,24 +66,6 @@ def remove_stale_temps(out: Path) -> list[Path]:
     return removed
 
 
-@contextlib.contextmanager
-def cleanup_on_signals() -> Iterator[None]:
-    """Turn SIGTERM / SIGHUP / SIGINT into `Interrupted` in this block (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in CLEANUP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def _os_error(out: Path, exc: OSError) -> GlmtrtError:
     if exc.errno == errno.ENOSPC:
         hint = "free disk space"
@@ -117,7 +90,7 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        with cleanup_on_signals():
+        with raise_on_signals(Interrupted):
             try:
                 os.chmod(tmp, 0o777 & ~umask)   # mkdtemp creates 0700; give the output normal permissions
                 yield tmp
@@ -132,7 +105,7 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     except OSError as exc:
         raise _os_error(out, exc) from exc
     except Interrupted as exc:
-        log.warning("%s: removed the unfinished %s", exc, tmp)
+        log.warning("interrupted by %s: removed the unfinished %s", exc, tmp)
         raise SystemExit(128 + exc.signum) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+
+from glmtrt.signals import SignalExit, raise_on_signals
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -106,32 +107,13 @@ def guard(watch_pid: int, server_pid: int, prefix: str, tmp_dir: str, poll_s: fl
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-class Stop(BaseException):
+class Stop(SignalExit):
     """SIGTERM / SIGHUP / SIGINT arrived: stop serving (exit status 0 after a clean stop)."""
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals():
     """Turn SIGTERM, SIGHUP and SIGINT into `Stop` inside the block, so cleanup code runs."""
-    fired = []
-
-    def handler(signum, frame):
-        if fired:   # a second signal while we clean up after the first: let the cleanup finish
-            return
-        fired.append(signum)
-        raise Stop(signum)
-
-    sigs = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-    old = {s: signal.signal(s, handler) for s in sigs}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    return raise_on_signals(Stop)
 
 
 if __name__ == "__main__":  # the guardian process

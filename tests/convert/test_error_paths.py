@@ -126,6 +126,27 @@ def test_readonly_output_dir_is_one_paragraph(tiny, tmp_path):
     assert res.exit_code == 2 and "nothing was written" in res.output
 
 
+def test_read_only_filesystem_is_one_paragraph(tiny, tmp_path, monkeypatch):
+    """EROFS (issue 13: `OSError [Errno 30]` traceback from convert and repo), simulated so it runs as root."""
+    import errno
+
+    import glmtrt.checkpoint.atomic as atomic
+
+    def erofs(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path))
+
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", erofs)
+    src, ckpt = tiny
+    res = _cli("convert", src, "-o", tmp_path / "out", "--no-progress")
+    assert res.exit_code == 2 and "Read-only file system" in res.output and "not writable" in res.output
+    tok = tmp_path / "tok"
+    from glmtrt.tokenizer.tiny import make_tiny_chatglm3_tokenizer
+
+    make_tiny_chatglm3_tokenizer(tok)
+    res = _cli("repo", ckpt, "--engine", "reference", "--tokenizer", tok, "-o", tmp_path / "r")
+    assert res.exit_code == 2 and "Read-only file system" in res.output, res.output
+
+
 def test_unwritable_output_location_is_one_paragraph(tiny, tmp_path):
     """A file where the parent directory should be (works as root too): ENOTDIR, not a traceback."""
     src, ckpt = tiny
