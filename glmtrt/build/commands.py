@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from glmtrt.cli_types import FRACTION, NON_NEGATIVE_INT32, POSITIVE_INT32
+
 log = logging.getLogger(__name__)
 
 _PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "w8a8", "fp8")
@@ -15,12 +17,12 @@ _PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "w8a8", "fp8")
 
 def _workload_options(f):
     opts = [
-        click.option("--max-batch-size", type=int, default=8, show_default=True),
-        click.option("--max-seq-len", type=int, default=None, help="Default: min(8192, the model's context)."),
-        click.option("--max-input-len", type=int, default=None, help="Default: max_seq_len - 1."),
-        click.option("--max-num-tokens", type=int, default=None, help="Default: min(8192, batch x seq_len)."),
-        click.option("--max-beam-width", type=int, default=1, show_default=True),
-        click.option("--kv-cache-free-gpu-mem-fraction", "kv_fraction", type=float, default=0.9,
+        click.option("--max-batch-size", type=POSITIVE_INT32, default=8, show_default=True),
+        click.option("--max-seq-len", type=POSITIVE_INT32, default=None, help="Default: min(8192, the model's context)."),
+        click.option("--max-input-len", type=POSITIVE_INT32, default=None, help="Default: max_seq_len - 1."),
+        click.option("--max-num-tokens", type=POSITIVE_INT32, default=None, help="Default: min(8192, batch x seq_len)."),
+        click.option("--max-beam-width", type=POSITIVE_INT32, default=1, show_default=True),
+        click.option("--kv-cache-free-gpu-mem-fraction", "kv_fraction", type=FRACTION, default=0.9,
                      show_default=True, help="Triton's kv_cache_free_gpu_mem_fraction."),
     ]
     for opt in reversed(opts):
@@ -33,6 +35,9 @@ def _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, 
     from glmtrt.build.planner import Workload
 
     seq = max_seq_len or min(8192, dims.max_position_embeddings)
+    if seq > dims.max_position_embeddings:
+        click.echo(f"warning: --max-seq-len {seq} is beyond the model's context of {dims.max_position_embeddings} "
+                   "tokens (max_position_embeddings): quality past it is not what the model was trained for", err=True)
     return Workload(max_batch_size=max_batch_size, max_seq_len=seq, max_input_len=max_input_len,
                     max_num_tokens=max_num_tokens, max_beam_width=max_beam_width,
                     kv_cache_free_gpu_mem_fraction=kv_fraction, gather_context_logits=gather_context_logits)
@@ -43,9 +48,9 @@ def _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, 
 @click.option("--gpu", required=True, help="GPU profile (t4, rtx4090, ...).")
 @click.option("--precision", type=click.Choice(_PRECISIONS), default=None,
               help="Default: the checkpoint's (converted dir) or fp16 (HF dir).")
-@click.option("--tp", "tp_size", type=int, default=None, help="Tensor-parallel size (default: checkpoint's or 1).")
+@click.option("--tp", "tp_size", type=POSITIVE_INT32, default=None, help="Tensor-parallel size (default: checkpoint's or 1).")
 @click.option("--kv-cache-dtype", type=click.Choice(["auto", "int8", "fp8"]), default=None)
-@click.option("--extra-params", type=float, default=0.0,
+@click.option("--extra-params", type=click.FloatRange(0.0, 1000.0), default=0.0,
               help="Extra non-LLM weights on each GPU, in billions (e.g. 0.6 for AutoGLM's vision tower).")
 @_workload_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -76,11 +81,11 @@ def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_b
 @click.argument("checkpoint", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Engine directory.")
 @click.option("--gpu", required=True, help="GPU profile (t4, rtx4090, ...).")
-@click.option("--tp", "tp_size", type=int, default=None, help="Must match the checkpoint's tp_size.")
+@click.option("--tp", "tp_size", type=POSITIVE_INT32, default=None, help="Must match the checkpoint's tp_size.")
 @_workload_options
-@click.option("--workers", type=int, default=None, help="Parallel rank builds (default: the TP size; "
+@click.option("--workers", type=POSITIVE_INT32, default=None, help="Parallel rank builds (default: the TP size; "
               "trtllm-build caps it at the visible GPUs).")
-@click.option("--max-multimodal-len", type=int, default=0, help="Prompt-embedding table size (vision tokens).")
+@click.option("--max-multimodal-len", type=NON_NEGATIVE_INT32, default=0, help="Prompt-embedding table size (vision tokens).")
 @click.option("--gather-context-logits", is_flag=True, help="Keep context logits (tests, verification).")
 @click.option("--gather-generation-logits", is_flag=True)
 @click.option("--timing-cache-dir", type=click.Path(path_type=Path), default=Path("build/timing-cache"),

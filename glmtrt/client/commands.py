@@ -10,19 +10,22 @@ import sys
 
 import click
 
+from glmtrt.cli_types import NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT32, POSITIVE_INT32, POSITIVE_SECONDS, SEED, UTF8
+
 log = logging.getLogger(__name__)
 
 
 def _sampling_options(f):
     for opt in reversed([
         click.option("--model", default="ensemble", show_default=True, help="ensemble | tensorrt_llm_bls"),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True),
-        click.option("--temperature", type=click.FloatRange(min=0.0), default=None, help="0 = greedy"),
-        click.option("--top-k", type=click.IntRange(min=0), default=None),
+        click.option("--max-tokens", type=POSITIVE_INT32, default=256, show_default=True),
+        click.option("--temperature", type=NON_NEGATIVE_FLOAT, default=None, help="0 = greedy"),
+        click.option("--top-k", type=NON_NEGATIVE_INT32, default=None),
         click.option("--top-p", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=None),
-        click.option("--seed", type=int, default=None),
-        click.option("--stop", "stop_words", multiple=True, help="Extra stop word (repeatable)."),
-        click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per response."),
+        click.option("--seed", type=SEED, default=None),
+        click.option("--stop", "stop_words", type=UTF8, multiple=True,
+                     help="Extra stop word (repeatable); matches wherever its text appears."),
+        click.option("--timeout", type=POSITIVE_SECONDS, default=300.0, show_default=True, help="Seconds per response."),
     ]):
         f = opt(f)
     return f
@@ -43,7 +46,7 @@ def register(group: click.Group) -> None:
 
     @group.command("generate")
     @click.argument("url")
-    @click.argument("prompt")
+    @click.argument("prompt", type=UTF8)
     @click.option("--raw", is_flag=True, help="Send PROMPT as plain text (no chat template).")
     @_sampling_options
     def generate_cmd(url, prompt, raw, model, max_tokens, temperature, top_k, top_p, seed, stop_words, timeout):
@@ -57,14 +60,25 @@ def register(group: click.Group) -> None:
 
     @group.command("chat")
     @click.argument("url")
-    @click.option("--system", default=None, help="System prompt.")
+    @click.option("--system", type=UTF8, default=None, help="System prompt.")
+    @click.option("--max-turns", type=click.IntRange(1, 1000), default=20, show_default=True,
+                  help="Turns kept at most, the new one included (older ones, and those over the input limit, are dropped).")
     @_sampling_options
-    def chat_cmd(url, system, model, max_tokens, temperature, top_k, top_p, seed, stop_words, timeout):
-        """Interactive streaming chat with the Triton gRPC server at URL (host:port); empty line or Ctrl-D ends."""
-        from glmtrt.client.stream import stream_generate
+    def chat_cmd(url, system, max_turns, model, max_tokens, temperature, top_k, top_p, seed, stop_words, timeout):
+        """Interactive streaming chat with the Triton gRPC server at URL (host:port).
 
-        history = [{"role": "system", "content": system}] if system else []
-        click.echo(f"chat with {url} ({model}); empty line or Ctrl-D to quit")
+        Keeps the newest turns that fit the model's input limit (at most --max-turns) and says when
+        older ones are dropped; /reset clears the history; an empty line or Ctrl-D ends.
+        """
+        from glmtrt.client.history import trim_history
+        from glmtrt.client.remote import ServerTokenCounter
+        from glmtrt.client.stream import stream_generate
+        from glmtrt.cli_types import check_utf8
+
+        counter = ServerTokenCounter(url, timeout=timeout)
+        start = [{"role": "system", "content": system}] if system else []
+        history = list(start)
+        click.echo(f"chat with {url} ({model}); /reset clears the history; empty line or Ctrl-D to quit")
         while True:
             try:
                 text = click.prompt("你/you", default="", show_default=False, prompt_suffix="> ")
@@ -72,7 +86,19 @@ def register(group: click.Group) -> None:
                 break
             if not text.strip():
                 break
-            answer = _echo_stream(stream_generate(url, text, model=model, max_tokens=max_tokens, history=history,
+            if text.strip() == "/reset":
+                history = list(start)
+                click.echo("(history cleared)")
+                continue
+            check_utf8(text, "the message")
+            convo = history + [{"role": "user", "content": text}]
+            limit = counter.max_input_tokens()   # None: the server does not say; trim by turns only
+            convo, dropped = trim_history(convo, count_tokens=counter.count if limit else (lambda m: 0),
+                                          max_input_tokens=limit or 1, max_turns=max_turns)
+            if dropped:
+                why = f"the model's input limit of {limit} tokens or " if limit else ""
+                click.echo(f"(dropped the {dropped} oldest turn(s) to stay within {why}{max_turns} turns)", err=True)
+            answer = _echo_stream(stream_generate(url, text, model=model, max_tokens=max_tokens, history=convo[:-1],
                                                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                                                   stop_words=list(stop_words) or None, timeout=timeout))
-            history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+            history = convo + [{"role": "assistant", "content": answer}]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+
+
 log = logging.getLogger("glmtrt.convert")
 
 _GIB = 1024 ** 3
@@ -69,7 +71,7 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
               help="Output TensorRT-LLM checkpoint directory (e.g. convert/chatglm3-6b-fp16).")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
               show_default=True, help="Activation/weight dtype of the checkpoint.")
-@click.option("--tp-size", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--tp-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Tensor-parallel ranks (one rank{N}.safetensors each).")
 @click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "w8a8", "fp8"]), default=None,
               help="int8-wo/int4-wo: weight-only (TensorRT-LLM quantizes the fp16 weights at engine build). "
@@ -102,16 +104,23 @@ def convert_cmd(model_dir: Path, output: Path, dtype: str, tp_size: int, quant: 
 @click.argument("checkpoint_dir", type=click.Path(path_type=Path))
 @click.option("--hf", "hf_dir", required=True, type=click.Path(path_type=Path),
               help="The HF checkpoint the TensorRT-LLM checkpoint was converted from.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--compute-dtype", type=click.Choice(["auto", "float32"]), default="auto", show_default=True,
               help="auto: compute in the checkpoint dtype like the engine; float32: upcast everything.")
+@click.option("--allow-pickle", is_flag=True, help="Read pickle .bin source weights (torch.load weights_only=True).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: str, as_json: bool) -> None:
-    """Compare the reference executor on CHECKPOINT_DIR with transformers on --hf; exit 1 past tolerance."""
+def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: str, allow_pickle: bool,
+               as_json: bool) -> None:
+    """Compare the reference executor on CHECKPOINT_DIR with transformers on --hf.
+
+    Exit 0: PASS; 1: the numbers are past tolerance (FAIL); 2: bad input (a missing, truncated or
+    corrupt file, a missing tensor, a wrong shape, pickles without --allow-pickle).
+    """
     from glmtrt.reference.verify import verify_checkpoint
 
     log.info("verify %s against %s on %s (compute %s)", checkpoint_dir, hf_dir, device, compute_dtype)
-    report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype)
+    report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype,
+                               allow_pickle=allow_pickle)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -24,6 +24,29 @@ from glmtrt.models.registry import resolve
 log = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: Source dtypes a GLM checkpoint's weights may have (safetensors codes and torch names).
+FLOAT_SOURCE_DTYPES = {"F16", "BF16", "F32", "F64", "float16", "bfloat16", "float32", "float64"}
+
+
+def check_source_dtypes(ckpt, rows) -> None:
+    """Every source tensor is floating point (int32 weights are a broken or foreign checkpoint)."""
+    for row in rows:
+        for name in row.sources:
+            dt = ckpt.dtype(name)
+            if dt not in FLOAT_SOURCE_DTYPES:
+                raise GlmtrtError(f"tensor {name} has dtype {dt}: not a floating-point weight",
+                                  expected="float16, bfloat16 or float32 weights (as HF ships GLM checkpoints)",
+                                  fix="use the original checkpoint; quantized sources (GPTQ/AWQ) are not supported")
+
+
+def check_finite(name: str, tensor: torch.Tensor, dtype: str) -> None:
+    """No NaN or Inf in a converted tensor (a NaN in the source, or values beyond `dtype`)."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise GlmtrtError(f"tensor {name} holds {bad} NaN/Inf value(s) after conversion to {dtype}",
+                          expected="finite weights",
+                          fix="check the source checkpoint (a NaN there), or convert with --dtype bfloat16/float32 "
+                              "when values exceed the float16 range")
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,7 @@ def plan_conversion(src: str | Path, options: ConvertOptions):
     spec = entry.spec_from_config(ckpt.config, options.chatglm_version)
     rows = expand_rows(entry.layer_rows(spec), entry.global_rows(spec), spec.num_layers)
     check_plan(rows, ckpt.shapes, entry.ignored)
+    check_source_dtypes(ckpt, rows)
     ctx = ShardContext(options.tp_size, spec.num_heads, spec.num_kv_heads, spec.head_size)
     shapes = {r.target: rank_shapes(r, ctx) for r in rows}   # validates divisibility up front
     config = entry.trtllm_config(spec, dtype=options.dtype, tp_size=options.tp_size,
@@ -76,6 +100,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
         try:
             for row in tqdm(rows, desc="convert", unit="tensor", disable=not progress):
                 full = materialize(row, ckpt.get, tdtype)
+                check_finite(row.target, full, dtype)
                 for r, w in enumerate(writers):
                     w.write(row.target, shard_tensor(full, row.shard, r, ctx))
                 del full

@@ -188,12 +188,14 @@ def reference_logits(model, ids: Sequence[int]):
 
 
 def verify_checkpoint(ckpt_dir: str | Path, hf_dir: str | Path, prompts=None, device: str = "cpu",
-                      compute_dtype: str | None = "auto", tolerance: Tolerance | None = None) -> VerifyReport:
+                      compute_dtype: str | None = "auto", tolerance: Tolerance | None = None,
+                      allow_pickle: bool = False) -> VerifyReport:
     """Compare the reference on `ckpt_dir` with transformers on `hf_dir` (see module docstring).
 
     prompts: token-id lists or strings (strings need a tokenizer in hf_dir); None = `default_prompts`.
     compute_dtype: "auto" = the checkpoint's dtype (like the engine); None/"float32" = float32 math.
     tolerance: overrides the `TOLERANCES` entry (the report still names the dtype key).
+    allow_pickle: read pickle `.bin` source weights (refused otherwise, as in convert).
     """
     import torch
 
@@ -211,7 +213,7 @@ def verify_checkpoint(ckpt_dir: str | Path, hf_dir: str | Path, prompts=None, de
         key = _WEIGHT_ONLY_KEYS[quant_algo]
         tol = TOLERANCES[key]
     tol = tolerance or tol
-    hf_model = load_hf_glm(hf_dir, dtype=torch.float32, device=device)
+    hf_model = load_hf_glm(hf_dir, dtype=torch.float32, device=device, allow_pickle=allow_pickle)
     hf_vocab = hf_model.config.vocab_size
     if hf_vocab != ref_model.vocab_size:
         raise GlmtrtError(f"vocab sizes differ: checkpoint {ref_model.vocab_size}, source {hf_vocab}",

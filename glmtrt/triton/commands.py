@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from glmtrt.cli_types import FRACTION, NON_NEGATIVE_INT32, POSITIVE_INT32
+
 from glmtrt.errors import GlmtrtError
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,13 @@ log = logging.getLogger(__name__)
 @click.option("--engine", type=click.Choice(["gpu", "reference"]), default="gpu", show_default=True,
               help="gpu: SOURCE is a glmtrt build engine dir. reference: SOURCE is a TRT-LLM checkpoint dir and "
                    "tensorrt_llm is the CPU stand-in (development/CI/demo only, NOT for production).")
-@click.option("--max-batch-size", type=int, help="Default: the engine's max_batch_size (may only be lower).")
+@click.option("--max-batch-size", type=POSITIVE_INT32, help="Default: the engine's max_batch_size (may only be lower).")
 @click.option("--decoupled/--no-decoupled", default=True, show_default=True, help="Streaming (decoupled) mode.")
-@click.option("--max-queue-delay-us", type=int, default=0, show_default=True)
-@click.option("--max-queue-size", type=int, default=0, show_default=True, help="0: unlimited.")
+@click.option("--max-queue-delay-us", type=NON_NEGATIVE_INT32, default=0, show_default=True)
+@click.option("--max-queue-size", type=NON_NEGATIVE_INT32, default=0, show_default=True, help="0: unlimited.")
 @click.option("--batch-scheduler-policy", type=click.Choice(["guaranteed_no_evict", "max_utilization"]),
               default="guaranteed_no_evict", show_default=True)
-@click.option("--kv-cache-free-gpu-mem-fraction", type=float,
+@click.option("--kv-cache-free-gpu-mem-fraction", type=FRACTION,
               help="Default: the engine manifest's plan (memory planner), else 0.9.")
 @click.option("--chunked-context/--no-chunked-context", default=None,
               help="Default: on when the engine has paged context FMHA.")
@@ -39,8 +41,8 @@ log = logging.getLogger(__name__)
               help="Default: on when the engine has paged context FMHA.")
 @click.option("--include-input/--exclude-input", "include_input", default=False, show_default=True,
               help="Whether outputs repeat the prompt (exclude_input_in_output).")
-@click.option("--python-instances", type=int, help="Instances of preprocessing/postprocessing.")
-@click.option("--bls-instances", type=int, help="Instances of tensorrt_llm_bls (default: max batch size).")
+@click.option("--python-instances", type=click.IntRange(1, 256), help="Instances of preprocessing/postprocessing.")
+@click.option("--bls-instances", type=click.IntRange(1, 4096), help="Instances of tensorrt_llm_bls (default: max batch size).")
 @click.option("--engine-path", help="Engine dir as the server sees it (e.g. /engines/x in the container).")
 @click.option("--guided-decoding", type=click.Choice(["xgrammar"]), default=None,
               help="JSON / regex / grammar-constrained output (TensorRT-LLM 1.2 engines): writes the xgrammar "
@@ -48,8 +50,8 @@ log = logging.getLogger(__name__)
 @click.option("--repo-path", help="Repository dir as the server sees it (absolute; default: -o). Used for "
                                   "xgrammar_tokenizer_info_path, which the backend opens as given.")
 @click.option("--copy-checkpoint", is_flag=True, help="reference: copy the checkpoint into the repository.")
-@click.option("--max-input-len", type=int, help="reference: input limit of the CPU stand-in.")
-@click.option("--max-seq-len", type=int, help="reference: sequence limit of the CPU stand-in.")
+@click.option("--max-input-len", type=POSITIVE_INT32, help="reference: input limit of the CPU stand-in.")
+@click.option("--max-seq-len", type=POSITIVE_INT32, help="reference: sequence limit of the CPU stand-in.")
 @click.option("--force", is_flag=True, help="Replace an existing output dir.")
 def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_launch: bool, tokenizer: Path | None,
                  output: Path | None, engine: str, max_batch_size: int | None, decoupled: bool, max_queue_delay_us: int,

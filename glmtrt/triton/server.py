@@ -9,7 +9,11 @@ only); the recipe and its gotchas are in shared/TRITON_CPU.md:
   `libpython3.X.so`), `PATH` with this interpreter's bin first (the stub finds its environment
   through `python3` on PATH and ignores PYTHONPATH);
 - every endpoint bound to 127.0.0.1 on free ports, a short `--exit-timeout-secs`;
-- python-backend shared-memory regions of *this* server removed after it stops (never others').
+- python-backend shared-memory regions of *this* server (our own `shm-region-prefix-name`)
+  removed after it stops (never others');
+- tritonserver and its stubs die with us (glmtrt.triton.procs); a dead stub is noticed
+  (glmtrt.triton.health: Triton itself keeps answering ready) and a model that fails to load is
+  reported with its cause and a kept server log.
 
 A repository whose `tensorrt_llm` model uses the real `tensorrtllm` backend cannot run here:
 `glmtrt serve` prints (or, with --run, executes) the official-container command instead.
@@ -28,15 +32,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
-import click
-
 from glmtrt.errors import GlmtrtError
+from glmtrt.triton import health, procs
 
 log = logging.getLogger(__name__)
 
-_SHM_PREFIX = "/dev/shm/triton_python_backend_shm_region"
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 
 
@@ -127,7 +130,8 @@ class TritonServer:
     def __init__(self, repo: str | os.PathLike, *, host: str = "127.0.0.1", http_port: int | None = None,
                  grpc_port: int | None = None, metrics_port: int | None = None,
                  backend_dir: str | os.PathLike | None = None, ready_timeout: float = 120.0,
-                 exit_timeout: int = 5, log_verbose: int = 0, extra_args: tuple[str, ...] = ()):
+                 exit_timeout: int = 5, log_verbose: int = 0, extra_args: tuple[str, ...] = (),
+                 log_file: str | os.PathLike | None = None):
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
             raise GlmtrtError(f"model repository {self.repo} does not exist",
@@ -149,8 +153,11 @@ class TritonServer:
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._log_file = None
-        self.log_path: Path | None = None
-        self._shm: set[str] = set()
+        self.log_path: Path | None = Path(log_file).absolute() if log_file else None
+        self._log_chosen = log_file is not None
+        self.shm_prefix = procs.shm_prefix(uuid.uuid4().hex[:12])
+        self.stubs: dict[int, str] = {}
+        self._guardian: subprocess.Popen | None = None
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -175,7 +182,8 @@ class TritonServer:
                 f"--http-address={h}", f"--grpc-address={h}", f"--metrics-address={h}",
                 f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                 f"--metrics-port={self.metrics_port}", f"--exit-timeout-secs={self.exit_timeout}",
-                f"--log-verbose={self.log_verbose}", *self.extra_args]
+                f"--log-verbose={self.log_verbose}",
+                f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}", *self.extra_args]
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "TritonServer":
@@ -206,13 +214,22 @@ class TritonServer:
             cwd_build = Path.cwd() / "build"
             backend_dir = cwd_build / "triton" / "backends" if cwd_build.is_dir() else tmp / "backends"
         prepare_backend_dir(backend_dir)
-        self.log_path = tmp / "tritonserver.log"
-        self._log_file = open(self.log_path, "wb")
+        if not self._log_chosen:
+            self.log_path = tmp / "tritonserver.log"
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "wb")
+        except OSError as exc:
+            self.stop()
+            raise GlmtrtError(f"cannot write the server log {self.log_path}: {exc}",
+                              fix="choose a writable --log-file") from exc
         cmd = self.command(backend_dir.resolve())
         log.info("starting tritonserver: repo %s, http %s, grpc %s", self.repo, self.http_url, self.grpc_url)
         log.debug("command: %s", " ".join(cmd))
-        self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                      env=server_env(), start_new_session=True)
+        # own process group (the stubs join it: one killpg ends them all); dies with us even by SIGKILL
+        self._proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=server_env(),
+                                      start_new_session=True, preexec_fn=procs.die_with_parent)
+        self._guardian = procs.start_guardian(os.getpid(), self._proc.pid, self.shm_prefix, str(tmp))
         try:
             self._wait_ready()
         except BaseException:
@@ -241,68 +258,95 @@ class TritonServer:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                if "address already in use" in self.log_tail(200).lower():
+                text = self.log_text()
+                if "address already in use" in text.lower():
                     raise _PortTaken()
-                raise GlmtrtError(f"tritonserver exited with code {self._proc.returncode} while loading {self.repo}",
-                                  expected="all models of the repository load",
-                                  fix="read the server log below; check the repository with `glmtrt repo --check`"
-                                      f"\n--- server log (tail) ---\n{self.log_tail()}")
+                cause = health.load_failure_cause(text) or self.log_tail()
+                kept = self.keep_log()
+                raise GlmtrtError(f"tritonserver could not load {self.repo} (exit code {self._proc.returncode}):\n"
+                                  f"{cause}\n(server log: {kept})",
+                                  fix="fix the model named above; `glmtrt repo --check REPO` checks a repository")
             if self._owns_ports() and self.is_ready():
-                self._remember_shm()
-                log.info("tritonserver ready (pid %d)", self._proc.pid)
+                self.stubs = health.stub_processes(self._proc.pid)
+                log.info("tritonserver ready (pid %d, %d python stubs)", self._proc.pid, len(self.stubs))
                 return
             time.sleep(0.2)
-        raise GlmtrtError(f"tritonserver not ready after {self.ready_timeout:.0f} s",
+        kept = self.keep_log()
+        raise GlmtrtError(f"tritonserver not ready after {self.ready_timeout:.0f} s (server log: {kept})",
                           expected="all models load and /v2/health/ready answers 200",
-                          fix="read the server log below; raise --ready-timeout for big models"
+                          fix="read the server log; raise --ready-timeout for big models"
                               f"\n--- server log (tail) ---\n{self.log_tail()}")
 
-    def _remember_shm(self) -> None:
-        """Record the python-backend shm regions mapped by this server and its stubs."""
+    def health(self) -> str | None:
+        """None while the server and every python stub it started live; else what died.
+
+        Triton keeps answering ready after a stub dies (see glmtrt.triton.health), so this
+        watches the processes themselves.
+        """
         if self._proc is None:
-            return
-        pids = [self._proc.pid] + _children(self._proc.pid)
-        for pid in pids:
-            try:
-                maps = Path(f"/proc/{pid}/maps").read_text()
-            except OSError:
-                continue
-            for line in maps.splitlines():
-                idx = line.find(_SHM_PREFIX)
-                if idx >= 0:
-                    self._shm.add(line[idx:].split(" (deleted)")[0].strip())
+            return "tritonserver is not running"
+        if self._proc.poll() is not None:
+            return f"tritonserver exited with code {self._proc.returncode}"
+        dead = health.dead_stubs(self.stubs)
+        if dead:
+            return ("python stub of " + ", ".join(f"model {m} (pid {p})" for p, m in sorted(dead.items()))
+                    + ' died; requests to it fail with "Stub process is not healthy"')
+        return None
+
+    def log_text(self) -> str:
+        """The whole server log so far."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def keep_log(self) -> Path | None:
+        """Copy the server log out of the temp dir (which stop() removes); returns where it is kept:
+        build/triton/logs/ under the working directory when there is a build/, else the temp dir."""
+        if self.log_path is None or not self.log_path.exists():
+            return None
+        if self._log_chosen:
+            return self.log_path
+        cwd_build = Path.cwd() / "build"
+        dest_dir = cwd_build / "triton" / "logs" if cwd_build.is_dir() else Path(tempfile.gettempdir())
+        dest = dest_dir / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{self._proc.pid if self._proc else 0}.log"
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log_path, dest)
+        except OSError as exc:
+            log.warning("could not keep the server log at %s: %s", dest, exc)
+            return self.log_path
+        return dest
 
     def log_tail(self, lines: int = 40) -> str:
         """The last `lines` lines of the server log."""
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        text = self.log_text().splitlines()
+        return "\n".join(text[-lines:]) if text else "(no log)"
 
     def stop(self) -> None:
-        """Stop the server (SIGINT, then SIGKILL after the exit timeout) and remove its shm regions."""
+        """Stop the server (SIGINT, SIGKILL after the exit timeout), kill what is left of its process
+        group (stubs), remove its shm regions and temp dir. Safe to call more than once."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            self._proc = proc
-            self._remember_shm()
-            self._proc = None
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
                 try:
                     proc.wait(timeout=self.exit_timeout + 10)
                 except subprocess.TimeoutExpired:
-                    log.warning("tritonserver did not exit in time; killing its process group")
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
-        for path in sorted(self._shm):
+                    log.warning("tritonserver did not exit in time; killing it")
+            procs.kill_group(proc.pid, signal.SIGKILL)   # stubs that outlive it (busy ones ignore SIGTERM)
+            proc.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while procs.group_members(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for path in procs.remove_shm(self.shm_prefix):
+            log.debug("removed leftover %s", path)
+        if self._guardian is not None:
             try:
-                os.unlink(path)
-                log.debug("removed leftover %s", path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("could not remove %s: %s", path, exc)
-        self._shm.clear()
+                self._guardian.wait(timeout=5)   # it exits once the server is gone
+            except subprocess.TimeoutExpired:
+                self._guardian.kill()
+                self._guardian.wait()
+            self._guardian = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -317,53 +361,8 @@ class TritonServer:
         self.stop()
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is `pid` (the python backend stubs)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields and int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
+def register(group) -> None:
+    """Add the serve command (glmtrt.triton.serve_cmd)."""
+    from glmtrt.triton.serve_cmd import serve
 
-
-def register(group: click.Group) -> None:
-    """Add the serve command."""
-
-    @group.command("serve")
-    @click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
-    @click.option("--http-port", type=int, default=8000, show_default=True)
-    @click.option("--grpc-port", type=int, default=8001, show_default=True)
-    @click.option("--metrics-port", type=int, default=8002, show_default=True)
-    @click.option("--ready-timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for ready.")
-    @click.option("--run", "run_gpu", is_flag=True, help="GPU repository: execute the container command.")
-    @click.option("--image", help="GPU repository: container image (default glmtrt:<profile>, built by "
-                                  "`make image GPU=<profile>`; it must have glmtrt installed).")
-    def serve(repo: Path, http_port: int, grpc_port: int, metrics_port: int, ready_timeout: float,
-              run_gpu: bool, image: str | None) -> None:
-        """Serve REPO with Triton: on CPU here (python backend), or print the GPU container command."""
-        backend = repository_backend(repo)
-        if backend == "tensorrtllm":
-            from glmtrt.triton.launch import gpu_command
-
-            cmd = gpu_command(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, image=image)
-            log.info("the image must have glmtrt installed (the python models import it): `make image GPU=<profile>`")
-            import shlex
-            click.echo(" ".join(shlex.quote(c) for c in cmd))
-            if run_gpu:
-                log.info("running the container command")
-                raise SystemExit(subprocess.call(cmd))
-            return
-        log.info("serving %s on CPU (tensorrt_llm backend: %s)", repo, backend or "none")
-        with TritonServer(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                          ready_timeout=ready_timeout) as srv:
-            click.echo(f"Triton ready: grpc {srv.grpc_url}  http {srv.http_url}  (Ctrl-C stops)")
-            try:
-                while srv._proc is not None and srv._proc.poll() is None:
-                    time.sleep(0.5)
-                click.echo(f"tritonserver exited\n{srv.log_tail()}", err=True)
-            except KeyboardInterrupt:
-                click.echo("stopping")
+    group.add_command(serve)

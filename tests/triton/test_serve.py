@@ -204,3 +204,39 @@ def test_cli_generate_reports_server_errors(server):
 
     res = CliRunner().invoke(main, ["generate", server.grpc_url, "", "--raw"])
     assert res.exit_code == 2 and "empty" in res.output
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stop_word_inside_the_text(server, answer, model):
+    """`--stop "，"` ends the answer at the first "，" (issue 13 item 4: the ChatGLM3 encoding of a
+    stop word carried the dummy-prefix "▁" and never matched mid-text)."""
+    text = "".join(_gen(server, "hi", model=model, max_tokens=64, stop_words=["，"]))
+    assert "，" in answer and text == answer[:answer.index("，") + 1]
+
+
+def test_bls_stop_word_inside_a_token(server, scripted, tok, answer):
+    """A stop word that is part of one token has no token sequence: the BLS matches it on text."""
+    _, chain = scripted
+    piece = next(t for t in (tok.decode([i]) for i in chain) if len(t.strip()) >= 2 and t.strip() in answer)
+    stop = piece.strip()[:1]
+    text = "".join(_gen(server, "hi", model="tensorrt_llm_bls", max_tokens=64, stop_words=[stop]))
+    assert text == answer[:answer.index(stop) + 1] != answer
+
+
+def test_cli_chat_drops_old_turns_that_do_not_fit_and_resets(server, tok, answer):
+    """The repository's max_input_len is 64: the second turn with history does not fit, so the chat
+    drops the oldest turn, says so and goes on (issue 13 item 5); /reset clears the history."""
+    from click.testing import CliRunner
+
+    from glmtrt.cli import main
+
+    msg = "请详细介绍一下你自己"
+    while len(tok.build_chat_ids([{"role": "user", "content": msg + msg[:2]}])) <= 40:
+        msg += msg[:2]
+    assert len(tok.build_chat_ids([{"role": "user", "content": msg}])) <= 40
+    res = CliRunner().invoke(main, ["chat", server.grpc_url, "--model", "tensorrt_llm_bls", "--temperature", "0",
+                                    "--max-tokens", "32"], input=f"{msg}\n{msg}\n/reset\n{msg}\n\n")
+    assert res.exit_code == 0, res.output
+    assert res.output.count(answer) == 3
+    assert "dropped the 1 oldest turn(s)" in res.output and "input limit of 64 tokens" in res.output
+    assert "(history cleared)" in res.output

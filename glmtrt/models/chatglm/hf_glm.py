@@ -134,30 +134,56 @@ def chatglm_state_dict_to_glm(state_dict: dict, glm_config) -> dict:
     return out
 
 
-def _read_state_dict(hf_dir: Path) -> dict:
+def _weight_files(hf_dir: Path, allow_pickle: bool) -> tuple[list[Path], list[Path]]:
+    """(safetensors files, pickle files to read): pickles only with `allow_pickle`, as in convert."""
+    files = sorted(hf_dir.glob("*.safetensors"))
+    bins = [] if files else sorted(hf_dir.glob("pytorch_model*.bin"))
+    if not files and not bins:
+        raise GlmtrtError(f"no weights in {hf_dir}", expected="*.safetensors or pytorch_model*.bin")
+    if bins and not allow_pickle:
+        raise GlmtrtError(f"{hf_dir} holds only pickle (.bin) weights",
+                          expected="safetensors weights (pickle files can execute code when loaded)",
+                          fix="pass --allow-pickle to read them with torch.load(weights_only=True)")
+    return files, bins
+
+
+def _bad_weights(hf_dir: Path, exc: BaseException) -> GlmtrtError:
+    text = str(exc).strip().splitlines()
+    what = "; ".join(text[:3])[:600] if text else type(exc).__name__
+    return GlmtrtError(f"cannot read the weights of {hf_dir}: {type(exc).__name__}: {what}",
+                       expected="complete safetensors (or, with --allow-pickle, torch) files holding every tensor "
+                                "with the shapes config.json implies",
+                       fix="download the checkpoint again (a truncated or corrupt file) or check config.json")
+
+
+def _read_state_dict(hf_dir: Path, allow_pickle: bool = False) -> dict:
+    import pickle
+
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    files = sorted(hf_dir.glob("*.safetensors"))
+    files, bins = _weight_files(hf_dir, allow_pickle)
     state = {}
-    if files:
-        for f in files:
-            state.update(load_file(str(f)))
-        return state
-    bins = sorted(hf_dir.glob("pytorch_model*.bin"))
-    if not bins:
-        raise GlmtrtError(f"no weights in {hf_dir}", expected="*.safetensors or pytorch_model*.bin")
-    for f in bins:
-        state.update(torch.load(str(f), map_location="cpu", weights_only=True, mmap=True))
+    for f in files or bins:
+        try:
+            state.update(load_file(str(f)) if files else
+                         torch.load(str(f), map_location="cpu", weights_only=True, mmap=True))
+        except (SafetensorError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            raise _bad_weights(f, exc) from exc
     return state
 
 
-def load_hf_glm(hf_dir: str | Path, dtype=None, device="cpu"):
+def load_hf_glm(hf_dir: str | Path, dtype=None, device="cpu", allow_pickle: bool = False):
     """transformers GlmForCausalLM (eval mode, eager attention) from an HF dir in either format.
 
-    dtype: torch dtype of the weights and math (default float32).
+    dtype: torch dtype of the weights and math (default float32). Pickle weights only with
+    `allow_pickle`. A truncated/corrupt file, a missing tensor or a wrong shape is a GlmtrtError.
     """
+    import pickle
+
     import torch
+    from safetensors import SafetensorError
     from transformers import GlmForCausalLM
     from transformers.models.glm.modeling_glm import GlmRotaryEmbedding
 
@@ -165,19 +191,35 @@ def load_hf_glm(hf_dir: str | Path, dtype=None, device="cpu"):
     dtype = dtype or torch.float32
     cfg = read_hf_config(hf_dir)
     fmt = source_format(cfg)
+    _weight_files(hf_dir, allow_pickle)
     if fmt == "hf-glm":
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()   # glmtrt logs its own progress; keep CLI output clean
-        model = GlmForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, attn_implementation="eager")
+        try:
+            model, info = GlmForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, attn_implementation="eager",
+                                                         output_loading_info=True)
+        except (SafetensorError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            raise _bad_weights(hf_dir, exc) from exc
+        problems = [f"{k}: {', '.join(map(str, info.get(k) or [])[:5])}"
+                    for k in ("missing_keys", "mismatched_keys") if info.get(k)]
+        if problems:
+            raise GlmtrtError(f"the weights of {hf_dir} do not match config.json: " + "; ".join(problems),
+                              expected="every tensor of GlmForCausalLM with its shape",
+                              fix="download the checkpoint again or check config.json")
         return model.to(device).eval()
     config = glm_config_from_chatglm(cfg)
     config._attn_implementation = "eager"
-    state = chatglm_state_dict_to_glm(_read_state_dict(hf_dir), config)
+    state = chatglm_state_dict_to_glm(_read_state_dict(hf_dir, allow_pickle), config)
     with torch.device("meta"):
         model = GlmForCausalLM(config)
     state = {k: v.to(dtype) for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:   # missing / unexpected keys, size mismatch: the message names them
+        raise GlmtrtError(f"the weights of {hf_dir} do not match config.json: " + " ".join(str(exc).split())[:800],
+                          expected="every tensor of the ChatGLM checkpoint with its shape",
+                          fix="download the checkpoint again or check config.json") from exc
     # non-persistent rotary buffers stay on meta after assign=True: rebuild them for real.
     model.model.rotary_emb = GlmRotaryEmbedding(config=config)
     model = model.to(device=device).eval()

@@ -24,6 +24,7 @@ import numpy as np
 from glmtrt.triton.pymodels import common
 from glmtrt.triton.pymodels.common import RequestError
 from glmtrt.triton.pymodels.preprocessing import read_request
+from glmtrt.triton.pymodels.textproc import find_stop
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class TritonPythonModel:
                          max_input_len=self.max_input_len, names=BLS_NAMES)
         detok = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=self.skip_special_tokens)
         text = ""
-        for resp in self._engine_request(request, p, stream).exec(decoupled=True):
+        responses = self._engine_request(request, p, stream).exec(decoupled=True)
+        for resp in responses:
             if resp.has_error():
                 raise RequestError(resp.error().message())
             out = common.pb().get_output_tensor_by_name(resp, "output_ids")
@@ -128,8 +130,18 @@ class TritonPythonModel:
             if n is not None:
                 ids = ids[:int(n.as_numpy().reshape(-1)[0])]
             delta = detok.push([int(i) for i in ids])
+            # stop words on text too: also those whose tokens merged with their neighbours
+            end = find_stop(text + delta, p.stop_texts, start=len(text))
+            if end is not None:
+                delta = delta[:end - len(text)]
             text += delta
             yield (text if mode == "cumulative" else delta), resp
+            if end is not None:
+                if hasattr(responses, "cancel"):  # newer python backends can cancel a BLS request
+                    responses.cancel()
+                else:  # Triton 2.51 cannot: read the engine's remaining responses off this request's path
+                    self._threads.start(lambda: [None for _ in responses])
+                return
         # bytes of a character cut off by max_tokens/stop can only become U+FFFD: drop them, as
         # the ensemble's postprocessing does (it never sees the end of a stream)
         if detok.pending_bytes:

@@ -25,6 +25,8 @@ class Prepared:
     pad_id: int
     stop_words: list[list[int]] = field(default_factory=list)
     bad_words: list[list[int]] = field(default_factory=list)
+    #: the request's stop words as text (special tokens excluded), for `find_stop`
+    stop_texts: list[str] = field(default_factory=list)
 
 
 def parse_messages(text: str) -> list[dict]:
@@ -62,19 +64,73 @@ def prompt_ids(tok, text: str, *, chat: bool, messages: str | None, add_special_
     return (list(tok.prefix_ids) if add_special_tokens else []) + ids
 
 
+#: Text a word may follow, to find its mid-text tokenizations: the start of a text (SentencePiece
+#: adds its dummy-prefix "▁" there), after a space, a Latin letter, a CJK character, a newline.
+_CONTEXTS = ("", " ", "a", "中", "\n")
+#: Tokenizations sent to the engine per word at most.
+MAX_VARIANTS = 6
+
+
+def word_variants(tok, word: str) -> list[list[int]]:
+    """Token sequences `word` can appear as in generated text, canonical first.
+
+    TensorRT-LLM matches stop/bad words as token-id sequences against the generated ids
+    (tensorrt_llm/runtime `to_word_list_format`; the batch manager's stop criteria compare the
+    last tokens of each sequence). `tok.encode(word)` alone is the word at the *start* of a text:
+    with the ChatGLM3 SentencePiece tokenizer it begins with the dummy prefix "▁" ("，" becomes
+    ["▁", "，"]), a sequence the model never produces mid-sentence. So the word is also encoded
+    after each of `_CONTEXTS` (the context's own ids stripped when they are an unchanged prefix);
+    every distinct sequence that decodes back to exactly the word (or to the word after a space,
+    which BPE merges into the word's first token) is a variant. A word that BPE
+    merges with the *following* text into one token still has no token sequence: the BLS model
+    matches stop words on text as well (see `find_stop`).
+    """
+    out: list[list[int]] = []
+    # BPE tokens often carry the space before a word (GLM-4: " Hello" is one token)
+    forms = (word,) if word[:1].isspace() else (word, " " + word)
+    for form in forms:
+        for ctx in _CONTEXTS:
+            head = tok.encode(ctx) if ctx else []
+            ids = tok.encode(ctx + form)
+            if ids[:len(head)] != head:
+                continue
+            rest = ids[len(head):]
+            if rest and rest not in out and tok.decode(head + rest, skip_special_tokens=False) == \
+                    tok.decode(head, skip_special_tokens=False) + form:
+                out.append(rest)
+    canonical = tok.encode(word)
+    if canonical and canonical not in out:
+        out.insert(0, canonical)
+    return out[:MAX_VARIANTS]
+
+
 def words_to_ids(tok, words: list[str] | None) -> list[list[int]]:
-    """Stop/bad word strings to id lists; a special token's text (e.g. "<|user|>") is its id."""
-    out = []
+    """Stop/bad word strings to id lists (every variant of `word_variants`); a special token's
+    text (e.g. "<|user|>") is its id."""
+    out: list[list[int]] = []
     for w in words or []:
         if not w:
             continue
-        if w in tok.special_tokens:
-            out.append([tok.special_tokens[w]])
-        else:
-            ids = tok.encode(w)
-            if ids:
-                out.append(ids)
+        variants = [[tok.special_tokens[w]]] if w in tok.special_tokens else word_variants(tok, w)
+        out.extend(v for v in variants if v not in out)
     return out
+
+
+def find_stop(text: str, stop_words: list[str] | None, start: int = 0) -> int | None:
+    """End offset (just past it) of the first stop word in `text` that ends after `start`, or None.
+
+    Text matching, used where the whole text is at hand (the BLS model): it also finds a stop
+    word whose tokens are merged with its neighbours. The answer keeps the stop word, as the
+    engine's token matching does.
+    """
+    best = None
+    for w in stop_words or []:
+        if not w:
+            continue
+        i = text.find(w, max(0, start - len(w) + 1))
+        if i >= 0 and (best is None or i + len(w) < best):
+            best = i + len(w)
+    return best
 
 
 def default_stop_words(tok, end_id: int) -> list[list[int]]:
@@ -106,7 +162,8 @@ def prepare(tok, *, text: str, max_tokens: int | None, stop_words: list[str] | N
         if w not in stops:
             stops.append(w)
     return Prepared(input_ids=ids, output_len=int(max_tokens), end_id=end, pad_id=pad,
-                    stop_words=stops, bad_words=words_to_ids(tok, bad_words))
+                    stop_words=stops, bad_words=words_to_ids(tok, bad_words),
+                    stop_texts=[w for w in stop_words or [] if w and w not in tok.special_tokens])
 
 
 class DetokenizerCache:
