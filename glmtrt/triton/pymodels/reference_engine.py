@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -109,6 +110,9 @@ class TritonPythonModel:
         self.end_id = -1
         if "tokenizer_dir" in params:
             self.end_id = common.tokenizer_from_args(args, params).eos_id
+        # pacing mode: first token pace_ttft_ms after arrival, then one every pace_itl_ms (a schedule)
+        self.pace_ttft = float(params.get("pace_ttft_ms", 0) or 0) / 1000.0
+        self.pace_itl = float(params.get("pace_itl_ms", 0) or 0) / 1000.0
         slots = int(self.model_config.get("max_batch_size") or 1)
         self._slots = threading.BoundedSemaphore(max(1, slots))  # in-flight requests, like the engine's batch
         self._threads = common.RequestThreads()
@@ -129,17 +133,26 @@ class TritonPythonModel:
                     responses.append(err)
                 continue
             if self.decoupled:
-                self._threads.start(self._run, req, request.get_response_sender())
+                self._threads.start(self._run, req, request.get_response_sender(), time.monotonic())
             else:
                 responses.append(self._collect(req))
         return responses
 
-    def _run(self, req: GenRequest, sender) -> None:
+    def _pace(self, arrived: float, index: int) -> None:
+        """Sleep until token `index` is due (pacing mode; no-op when pacing is off)."""
+        if self.pace_ttft or self.pace_itl:
+            delay = arrived + self.pace_ttft + index * self.pace_itl - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def _run(self, req: GenRequest, sender, arrived: float) -> None:
         pb = common.pb()
         try:
             with self._slots:
                 if req.streaming:
-                    for step in generate_tokens(self.model, req, cancelled=getattr(sender, "is_cancelled", None)):
+                    steps = generate_tokens(self.model, req, cancelled=getattr(sender, "is_cancelled", None))
+                    for i, step in enumerate(steps):
+                        self._pace(arrived, i)
                         sender.send(pb.InferenceResponse(output_tensors=self._tensors(req, step, [step.token])))
                     sender.send(flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                 else:
