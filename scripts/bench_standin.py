@@ -43,7 +43,7 @@ def one_stream(url: str, i: int, tokens: int) -> int:
               t("streaming", np.array([[True]]), "BOOL")]
     q: queue.Queue = queue.Queue()
     client = grpcclient.InferenceServerClient(url)
-    client.start_stream(callback=lambda r, e: q.put((r, e)))
+    client.start_stream(callback=lambda result, error: q.put((result, error)))
     client.async_stream_infer("tensorrt_llm", inputs, request_id=str(i), enable_empty_final_response=True)
     n = 0
     try:

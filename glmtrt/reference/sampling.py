@@ -86,6 +86,8 @@ def filter_probs(logits, temperature: float, top_k: int, top_p: float):
     k, p = effective_top_k_p(top_k, top_p)
     logits = scale_temperature(logits.float(), temperature)
     k = logits.shape[-1] if k == 0 else min(k, logits.shape[-1])
+    if p >= 1.0 and k == logits.shape[-1]:          # the whole distribution: no sort needed
+        return torch.softmax(logits, dim=-1)
     vals, order = torch.topk(logits, k)              # descending
     probs = torch.softmax(vals, dim=-1)              # mass inside the top k
     cum = torch.cumsum(probs, dim=-1)
