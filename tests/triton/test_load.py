@@ -96,16 +96,9 @@ def _engine_stream(url, ids, n):
     """Arrival times of each token streamed straight from tensorrt_llm (seconds after sending)."""
     import tritonclient.grpc as grpcclient
 
-    def t(name, arr, dt):
-        x = grpcclient.InferInput(name, list(arr.shape), dt)
-        x.set_data_from_numpy(arr)
-        return x
+    from tests.triton.conftest import engine_inputs
 
-    inputs = [t("input_ids", np.array([ids], np.int32), "INT32"),
-              t("input_lengths", np.array([[len(ids)]], np.int32), "INT32"),
-              t("request_output_len", np.array([[n]], np.int32), "INT32"),
-              t("min_tokens", np.array([[n]], np.int32), "INT32"),
-              t("streaming", np.array([[True]]), "BOOL")]
+    inputs = engine_inputs(ids, n, min_tokens=np.array([[n]], np.int32), streaming=np.array([[True]]))
     q: queue.Queue = queue.Queue()
     client = grpcclient.InferenceServerClient(url)
     client.start_stream(callback=lambda result, error: q.put((time.monotonic(), result, error)))

@@ -7,8 +7,11 @@ sequence leaves at once. Each sequence keeps its own KV cache and sampling state
 (`generation.Sequence`), and each row of the batched forward is bit-identical to decoding that
 sequence alone, so a greedy answer does not depend on what else is in flight.
 
-All calls into the python backend's response API (send, is_cancelled) happen on this one
-thread; `execute` only parses and enqueues. Pacing mode (`pace_ttft`, `pace_itl` seconds): token i
+All calls into the python backend's response API (send, is_cancelled) happen on ONE thread,
+the outbox (`_Outbox`): the loop computes, the outbox sends, in order, so compute and the
+per-response IPC round trip overlap while no two threads ever call the stub's API at once;
+`execute` only parses and enqueues. Cancellation is polled every CANCEL_EVERY tokens (each
+poll is an IPC round trip). Pacing mode (`pace_ttft`, `pace_itl` seconds): token i
 of a request is emitted at arrival + pace_ttft + i * pace_itl, on a schedule: a token computed
 early waits (its sequence sits out the batched steps meanwhile), so the timing holds under load
 as long as the compute fits in the interval.
@@ -26,11 +29,12 @@ from typing import Any, Callable
 from glmtrt.triton.pymodels.generation import GenRequest, Sequence, Step
 
 log = logging.getLogger(__name__)
+CANCEL_EVERY = 8  # tokens between two is_cancelled() polls of a streaming request
 
 
 @dataclass
 class Job:
-    """One request in the loop. The callbacks run on the loop thread.
+    """One request in the loop. The callbacks run on the outbox thread, in order.
 
     on_step(job, step): a token to emit (now due); on_done(job, exc): the request ended
     (exc None) or failed; cancelled(): whether the client gave up (may be None).
@@ -46,6 +50,65 @@ class Job:
     seq: Sequence | None = None
     pending: Step | None = None     # computed, waiting for its due time (pacing)
     emitted: int = 0
+    stop: bool = False              # set by the outbox: cancelled, or its sender failed
+    failure: BaseException | None = None
+    finished: bool = False
+    sent: int = 0                   # responses sent (outbox thread only)
+
+
+class _Outbox:
+    """The one thread that runs every callback (= every call into the stub's response API), in order."""
+
+    def __init__(self, name: str):
+        import queue
+
+        self._q: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def step(self, job: Job, step: Step) -> None:
+        self._q.put((self._send_step, job, step))
+
+    def done(self, job: Job, exc: BaseException | None) -> None:
+        self._q.put((self._send_done, job, exc))
+
+    def call(self, fn: Callable[[], None]) -> None:
+        self._q.put((lambda _j, _x: fn(), None, None))
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._q.put(None)
+        self._thread.join(timeout)
+
+    @staticmethod
+    def _send_step(job: Job, step: Step) -> None:
+        if job.stop:
+            return
+        try:
+            job.on_step(job, step)
+            job.sent += 1
+            if job.cancelled is not None and job.sent % CANCEL_EVERY == 1 and job.cancelled():
+                job.stop = True
+        except Exception as exc:  # this request's sender failed: the loop drops it
+            log.warning("tensorrt_llm: sending a response failed: %s", exc)
+            job.failure, job.stop = exc, True
+
+    @staticmethod
+    def _send_done(job: Job, exc: BaseException | None) -> None:
+        try:
+            job.on_done(job, exc)
+        except Exception:  # a sender that cannot send any more: nothing left to tell
+            log.exception("tensorrt_llm: could not finish a request")
+
+    def _main(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, job, arg = item
+            try:
+                fn(job, arg)
+            except Exception:
+                log.exception("tensorrt_llm: outbox call failed")
 
 
 class EngineLoop:
@@ -64,6 +127,7 @@ class EngineLoop:
         self._active: list[Job] = []
         self._cv = threading.Condition()
         self._stop = False
+        self._outbox = _Outbox(name + "-outbox")
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -77,7 +141,7 @@ class EngineLoop:
             self._cv.notify()
 
     def post(self, fn: Callable[[], None]) -> None:
-        """Run fn() on the loop thread (e.g. an error response), before the next step."""
+        """Run fn() on the outbox thread (e.g. an error response), in order with the responses."""
         with self._cv:
             if self.error is not None or self._stop:
                 raise RuntimeError(self.failure())
@@ -99,16 +163,16 @@ class EngineLoop:
             self._stop = True
             self._cv.notify()
         self._thread.join(timeout)
+        self._outbox.close(timeout)
 
     # -- the loop thread ---------------------------------------------------------------------
     def _due(self, job: Job) -> float:
         return job.arrived + self.pace_ttft + job.emitted * self.pace_itl
 
     def _finish(self, job: Job, exc: BaseException | None) -> None:
-        try:
-            job.on_done(job, exc)
-        except Exception:  # a sender that cannot send any more: nothing left to tell
-            log.exception("tensorrt_llm: could not finish a request")
+        if not job.finished:
+            job.finished = True
+            self._outbox.done(job, exc)
 
     def _main(self) -> None:
         try:
@@ -122,10 +186,7 @@ class EngineLoop:
                     new = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
                     posted, self._posted = list(self._posted), deque()
                 for fn in posted:
-                    try:
-                        fn()
-                    except Exception:
-                        log.exception("tensorrt_llm: posted call failed")
+                    self._outbox.call(fn)
                 self._admit(new)
                 wait = self._step()
                 if wait > 0:
@@ -160,8 +221,8 @@ class EngineLoop:
         next_due = None
         for job in self._active:
             try:
-                if job.cancelled is not None and job.cancelled():
-                    self._finish(job, None)
+                if job.stop:                          # cancelled, or its sender failed (outbox)
+                    self._finish(job, job.failure)
                     continue
                 if job.pending is None:
                     job.pending = job.seq.select()
@@ -176,7 +237,7 @@ class EngineLoop:
                 step, job.pending = job.pending, None
                 job.steps.append(step)
                 job.emitted += 1
-                job.on_step(job, step)
+                self._outbox.step(job, step)
                 if job.seq.done:
                     self._finish(job, None)
                     continue
