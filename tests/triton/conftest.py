@@ -86,3 +86,20 @@ def server(repo):
         pytest.skip("nvidia-pytriton's tritonserver is x86_64 only")
     with TritonServer(repo, ready_timeout=180) as srv:
         yield srv
+
+
+def engine_inputs(ids, output_len: int, **extra):
+    """tritonclient.grpc InferInputs for the `tensorrt_llm` model (the engine's tensors): input_ids,
+    input_lengths, request_output_len, plus `extra` {tensor name: numpy array [1, 1]}."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    arrays = {"input_ids": np.array([ids], np.int32), "input_lengths": np.array([[len(ids)]], np.int32),
+              "request_output_len": np.array([[output_len]], np.int32), **extra}
+    out = []
+    for name, arr in arrays.items():
+        t = grpcclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
+        t.set_data_from_numpy(arr)
+        out.append(t)
+    return out

@@ -1,7 +1,8 @@
 """Triton python model `tensorrt_llm` for CPU: the reference executor behind the engine's contract.
 
 NOT FOR PRODUCTION: a development/CI/demo stand-in that runs `glmtrt.reference.ReferenceModel`
-(float32 torch on CPU, one KV cache per request, one thread per request) so the whole Triton
+(float32 torch on CPU; in-flight batching by `engine_loop.EngineLoop`: one KV cache per request,
+one batched forward per decoding step, one thread owning every response) so the whole Triton
 path — ensemble, BLS, streaming, stop words, limits — runs on a laptop. Tensor names, dtypes
 and shapes are those of TensorRT-LLM 1.2.x triton_backend/all_models/inflight_batcher_llm/
 tensorrt_llm/config.pbtxt; behaviour follows the tensorrtllm backend:
@@ -10,9 +11,10 @@ tensorrt_llm/config.pbtxt; behaviour follows the tensorrtllm backend:
   sequence_length [1, 1] = 1), then an empty final response; otherwise one response with
   output_ids [1, 1, L] (prompt + answer unless `exclude_input_in_output`);
 - generation ends at `end_id` (not emitted), after a stop word (emitted, as the engine does),
-  or after `request_output_len` tokens; `min_tokens` blocks both ends until reached;
-- sampling: temperature / runtime_top_k / runtime_top_p / seed (greedy at temperature 0 or top_k 1),
-  bad words, embedding_bias, repetition/presence/frequency penalties; beam_width must be 1;
+  or after `request_output_len` tokens; `min_tokens` masks end_id until reached;
+- sampling with the engine's defaults and domain (docs/INTERFACES.md 3.1: no sampling inputs =
+  greedy; top_p 0 = not set), bad words, embedding_bias, penalties; beam_width must be 1;
+- pacing mode (`pace_ttft_ms`, `pace_itl_ms` parameters): tokens on a fixed schedule;
 - prompt over `max_input_len`, prompt + output over `max_seq_len`, batch > 1 per request: errors.
 """
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 
 from glmtrt.triton.pymodels import common
 from glmtrt.triton.pymodels.common import RequestError, from_words_list
-from glmtrt.triton.pymodels.generation import GenRequest, generate_tokens
+from glmtrt.triton.pymodels.engine_loop import EngineLoop, Job
+from glmtrt.triton.pymodels.generation import GenRequest
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +64,18 @@ def parse_request(request, *, max_input_len: int | None, max_seq_len: int | None
         arr = g(request, name)
         return [] if arr is None or arr.size == 0 else from_words_list(arr.reshape(-1, 2, arr.shape[-1])[0])
 
-    return GenRequest(
+    num = lambda name, default, kind: default if s(request, name) is None else kind(s(request, name))  # noqa: E731
+    req = GenRequest(
         input_ids=ids, max_new_tokens=int(out_len),
         end_id=int(s(request, "end_id", default_end_id)),
         stop_words=words("stop_words_list"), bad_words=words("bad_words_list"),
-        temperature=float(s(request, "temperature", 1.0)), top_k=int(s(request, "runtime_top_k", 0)),
-        top_p=float(s(request, "runtime_top_p", 1.0)), seed=None if seed is None else int(seed),
+        temperature=num("temperature", GenRequest.temperature, float),
+        top_k=num("runtime_top_k", GenRequest.top_k, int), top_p=num("runtime_top_p", GenRequest.top_p, float),
+        seed=None if seed is None else int(seed),
         min_tokens=int(s(request, "min_tokens", s(request, "min_length", 0)) or 0),
-        repetition_penalty=float(s(request, "repetition_penalty", 1.0)),
-        presence_penalty=float(s(request, "presence_penalty", 0.0)),
-        frequency_penalty=float(s(request, "frequency_penalty", 0.0)),
+        repetition_penalty=num("repetition_penalty", GenRequest.repetition_penalty, float),
+        presence_penalty=num("presence_penalty", GenRequest.presence_penalty, float),
+        frequency_penalty=num("frequency_penalty", GenRequest.frequency_penalty, float),
         embedding_bias=None if bias is None or bias.size == 0 else bias.reshape(-1).astype(np.float32),
         streaming=bool(s(request, "streaming", False)),
         exclude_input=bool(s(request, "exclude_input_in_output", default_exclude)),
@@ -78,10 +83,15 @@ def parse_request(request, *, max_input_len: int | None, max_seq_len: int | None
         return_context_logits=bool(s(request, "return_context_logits", False)),
         return_generation_logits=bool(s(request, "return_generation_logits", False)),
     )
+    try:
+        req.validate()
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    return req
 
 
 class TritonPythonModel:
-    """The CPU reference engine (decoupled: one thread per request)."""
+    """The CPU reference engine: execute() parses and queues, the engine loop batches and answers."""
 
     def initialize(self, args):
         import torch
@@ -102,53 +112,79 @@ class TritonPythonModel:
         self.end_id = -1
         if "tokenizer_dir" in params:
             self.end_id = common.tokenizer_from_args(args, params).eos_id
-        slots = int(self.model_config.get("max_batch_size") or 1)
-        self._slots = threading.BoundedSemaphore(max(1, slots))  # in-flight requests, like the engine's batch
-        self._threads = common.RequestThreads()
+        # in-flight batch of up to max_batch_size sequences, like the engine's
+        self.loop = EngineLoop(self.model, max_batch=int(self.model_config.get("max_batch_size") or 1),
+                               pace_ttft=float(params.get("pace_ttft_ms", 0) or 0) / 1000.0,
+                               pace_itl=float(params.get("pace_itl_ms", 0) or 0) / 1000.0)
         log.warning("tensorrt_llm: CPU REFERENCE ENGINE (not for production) on %s", ckpt)
 
     def execute(self, requests):
+        if not self.loop.alive():  # say why, to every request, instead of hanging
+            raise RuntimeError(f"tensorrt_llm: {self.loop.failure() or 'the engine loop is not running'}")
+        return self._decoupled(requests) if self.decoupled else self._blocking(requests)
+
+    def _parse(self, request) -> GenRequest:
+        return parse_request(request, max_input_len=self.max_input_len, max_seq_len=self.max_seq_len,
+                             default_end_id=self.end_id, default_exclude=self.exclude_input)
+
+    def _decoupled(self, requests):
         pb = common.pb()
-        responses = [] if not self.decoupled else None
         for request in requests:
+            sender = request.get_response_sender()
             try:
-                req = parse_request(request, max_input_len=self.max_input_len, max_seq_len=self.max_seq_len,
-                                    default_end_id=self.end_id, default_exclude=self.exclude_input)
+                req = self._parse(request)
             except RequestError as exc:
                 err = common.error_response(f"tensorrt_llm: {exc}")
-                if self.decoupled:
-                    request.get_response_sender().send(err, flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                else:
-                    responses.append(err)
+                self.loop.post(lambda s=sender, e=err: s.send(e, flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
                 continue
-            if self.decoupled:
-                self._threads.start(self._run, req, request.get_response_sender())
-            else:
-                responses.append(self._collect(req))
+            self.loop.submit(Job(req, on_step=self._on_step, on_done=self._on_done, context=sender,
+                                 cancelled=sender.is_cancelled if req.streaming else None))
+        return None
+
+    def _on_step(self, job: Job, step) -> None:
+        if job.req.streaming:
+            job.context.send(common.pb().InferenceResponse(output_tensors=self._tensors(job.req, step, [step.token])))
+
+    def _on_done(self, job: Job, exc) -> None:
+        pb = common.pb()
+        final = pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        if exc is not None:
+            job.context.send(common.error_response(f"tensorrt_llm: generation failed: {exc}"), flags=final)
+        elif job.req.streaming:
+            job.context.send(flags=final)
+        else:
+            job.context.send(self._full(job), flags=final)
+
+    def _blocking(self, requests):
+        """Non-decoupled model: wait for every request of this batch, answer in order."""
+        jobs, responses = [], []
+        for request in requests:
+            try:
+                req = self._parse(request)
+            except RequestError as exc:
+                jobs.append(None)
+                responses.append(common.error_response(f"tensorrt_llm: {exc}"))
+                continue
+            req.streaming = False
+            job = Job(req, on_step=lambda j, s: None, on_done=lambda j, e: j.context.set_error(e),
+                      context=_Done())
+            self.loop.submit(job)
+            jobs.append(job)
+            responses.append(None)
+        for i, job in enumerate(jobs):
+            if job is not None:
+                exc = job.context.wait()
+                responses[i] = (common.error_response(f"tensorrt_llm: generation failed: {exc}") if exc
+                                else self._full(job))
         return responses
 
-    def _run(self, req: GenRequest, sender) -> None:
-        pb = common.pb()
-        try:
-            with self._slots:
-                if req.streaming:
-                    for step in generate_tokens(self.model, req, cancelled=getattr(sender, "is_cancelled", None)):
-                        sender.send(pb.InferenceResponse(output_tensors=self._tensors(req, step, [step.token])))
-                    sender.send(flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                else:
-                    sender.send(self._collect(req), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-        except Exception as exc:  # a bug or a bad value deep inside: answer, keep serving
-            log.exception("tensorrt_llm: generation failed")
-            sender.send(common.error_response(f"tensorrt_llm: generation failed: {exc}"),
-                        flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-
-    def _collect(self, req: GenRequest):
-        pb = common.pb()
-        steps = list(generate_tokens(self.model, req))
+    def _full(self, job: Job):
+        """The one response of a non-streaming request."""
+        req, steps = job.req, job.steps
         out = [s.token for s in steps]
         ids = out if req.exclude_input else req.input_ids + out
-        last = steps[-1] if steps else None
-        return pb.InferenceResponse(output_tensors=self._tensors(req, last, ids, steps))
+        return common.pb().InferenceResponse(output_tensors=self._tensors(req, steps[-1] if steps else None,
+                                                                         ids, steps))
 
     def _tensors(self, req: GenRequest, step, ids, steps=None):
         pb = common.pb()
@@ -169,5 +205,22 @@ class TritonPythonModel:
         return [pb.Tensor(k, v) for k, v in t.items()]
 
     def finalize(self):
-        self._threads.join()
-        log.info("tensorrt_llm (reference): finalize")
+        self.loop.stop()
+        log.info("tensorrt_llm (reference): finalize (%d batched steps, at most %d sequences in flight)",
+                 self.loop.steps, self.loop.max_active)
+
+
+class _Done:
+    """Completion of one job for the non-decoupled path."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.error = None
+
+    def set_error(self, exc) -> None:
+        self.error = exc
+        self._event.set()
+
+    def wait(self):
+        self._event.wait()
+        return self.error
