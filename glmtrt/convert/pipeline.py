@@ -1,29 +1,42 @@
 """`convert_checkpoint`: HF checkpoint -> TensorRT-LLM 1.2.x checkpoint directory.
 
-Streaming: every target tensor is materialised once, cast, sharded for all ranks and appended to
-the rank files, so peak memory is about one (fused) tensor. The output appears atomically with a
-manifest (sha256 of every file, source fingerprint, glmtrt version, resolved options).
+Streaming at copy speed, without torch: each row of the weight map is traced into segments of
+source rows (glmtrt/convert/mapping.py `trace_row`). A segment that is whole rows of the target
+dtype is copied file to file (kernel-side, like `cp`); one that needs a column split or a cast goes
+through memory in blocks of rows. Each rank file is written and hashed on its own background
+threads (glmtrt/checkpoint/file_sink.py) with a bound on bytes in flight, so peak memory is a
+fixed window, not a tensor, and reading, writing and hashing overlap. The output appears
+atomically with a manifest (sha256 of every file computed while writing, source fingerprint,
+glmtrt version, resolved options).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
-import torch
+import numpy as np
 
 from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
+from glmtrt.checkpoint.dtypes import itemsize, numpy_dtype
+from glmtrt.checkpoint.file_sink import ByteBudget
 from glmtrt.checkpoint.hf_reader import HFCheckpoint
 from glmtrt.checkpoint.manifest import write_manifest
-from glmtrt.checkpoint.safetensors_stream import StreamingSafetensorsWriter
-from glmtrt.convert.mapping import ShardContext, check_plan, expand_rows, materialize, rank_shapes, shard_tensor
+from glmtrt.checkpoint.safetensors_stream import QUEUED_COPY_BYTES, WINDOW_BYTES, StreamingSafetensorsWriter
+from glmtrt.convert.mapping import Row, Segment, ShardContext, check_plan, expand_rows, rank_shapes, trace_row
 from glmtrt.errors import GlmtrtError
 from glmtrt.models.registry import resolve
 
 log = logging.getLogger(__name__)
 
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: checkpoint dtypes `glmtrt convert` writes (names as in glmtrt/checkpoint/dtypes.py)
+DTYPES = ("float32", "float16", "bfloat16")
+#: bytes of source rows read per step when a segment goes through memory (column split or cast)
+BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -40,8 +53,8 @@ class ConvertOptions:
 
 def plan_conversion(src: str | Path, options: ConvertOptions):
     """Open the source, resolve the family and check the full plan; no weight is read."""
-    if options.dtype not in TORCH_DTYPES:
-        raise GlmtrtError(f"unsupported dtype '{options.dtype}'", expected=" | ".join(TORCH_DTYPES))
+    if options.dtype not in DTYPES:
+        raise GlmtrtError(f"unsupported dtype '{options.dtype}'", expected=" | ".join(DTYPES))
     if options.tp_size < 1:
         raise GlmtrtError(f"tp_size {options.tp_size}", expected="an integer >= 1")
     ckpt = HFCheckpoint(src, allow_pickle=options.allow_pickle)
@@ -59,34 +72,42 @@ def plan_conversion(src: str | Path, options: ConvertOptions):
 def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float16", tp_size: int = 1,
                        quant: str | None = None, kv_cache_dtype: str | None = None,
                        chatglm_version: str | None = None, allow_pickle: bool = False,
-                       force: bool = False, progress: bool = True) -> Path:
-    """Convert an HF ChatGLM3/GLM-4 checkpoint at `src` into a TRT-LLM checkpoint at `out`."""
+                       force: bool = False, progress: bool = True,
+                       window_bytes: int = WINDOW_BYTES) -> Path:
+    """Convert an HF ChatGLM3/GLM-4 checkpoint at `src` into a TRT-LLM checkpoint at `out`.
+
+    `window_bytes` bounds the tensor bytes held in memory at once (all rank files together).
+    """
     options = ConvertOptions(dtype, tp_size, quant, kv_cache_dtype, chatglm_version, allow_pickle)
     check_output_dir(out, force)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
-    tdtype = TORCH_DTYPES[dtype]
     log.info("converting %s (%s, %s, %d layers) -> %s [%s, tp=%d]", src, entry.architecture,
              spec.chatglm_version, spec.num_layers, out, dtype, tp_size)
     from tqdm import tqdm
 
-    with atomic_output_dir(out, force) as tmp:
+    source_shapes = ckpt.shapes
+    memory, queued = ByteBudget(window_bytes), ByteBudget(QUEUED_COPY_BYTES)
+    with ckpt, atomic_output_dir(out, force) as tmp:
         writers = [StreamingSafetensorsWriter(tmp / f"rank{r}.safetensors",
-                                              [(row.target, tdtype, shapes[row.target][r]) for row in rows])
+                                              [(row.target, dtype, shapes[row.target][r]) for row in rows],
+                                              memory=memory, queued=queued)
                    for r in range(tp_size)]
         try:
             for row in tqdm(rows, desc="convert", unit="tensor", disable=not progress):
-                full = materialize(row, ckpt.get, tdtype)
+                plans = trace_row(row, ctx, source_shapes)
                 for r, w in enumerate(writers):
-                    w.write(row.target, shard_tensor(full, row.shard, r, ctx))
-                del full
+                    w.begin(row.target)
+                    for seg in plans[r]:
+                        _emit(w, ckpt, row, seg, dtype, shapes[row.target][r])
+                    w.end()
             hashes = {w.path.name: w.close() for w in writers}
         except BaseException:
             for w in writers:
                 w.abort()
             raise
+        log.debug("peak bytes in memory %d (window %d)", memory.peak, window_bytes)
         cfg_path = tmp / "config.json"
         cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
-        import hashlib
         hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
         write_manifest(tmp, "trtllm-checkpoint", hashes,
                        source=ckpt.fingerprint(),
@@ -99,3 +120,27 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                               "pad_token_id": spec.pad_token_id})
     log.info("wrote %s (%d rank file(s))", out, tp_size)
     return Path(out)
+
+
+def _emit(w: StreamingSafetensorsWriter, ckpt: HFCheckpoint, row: Row, seg: Segment, dtype: str,
+          rank_shape: Sequence[int]) -> None:
+    """Append one segment of a rank tensor: zeros, a file-to-file copy, or blocks of rows that are
+    column-split and/or cast in memory."""
+    if seg.source < 0:
+        w.append_zeros((seg.stop - seg.start) * math.prod(rank_shape[1:]) * itemsize(dtype))
+        return
+    name = row.sources[seg.source]
+    loc = ckpt.location(name)
+    shape = loc.shape if loc is not None else ckpt.shapes[name]
+    row_bytes = math.prod(shape[1:]) * itemsize(ckpt.dtype(name))
+    if loc is not None and seg.cols is None and loc.dtype == dtype:
+        w.append_range(ckpt.fd(loc.path), loc.offset + seg.start * row_bytes, (seg.stop - seg.start) * row_bytes)
+        return
+    target = numpy_dtype(dtype)
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    for a in range(seg.start, seg.stop, step):
+        block = ckpt.read_rows(name, a, min(seg.stop, a + step))
+        if seg.cols is not None:
+            block = block[:, seg.cols[0]:seg.cols[1]]
+        w.append(np.ascontiguousarray(block.astype(target, copy=False)))
+        del block
