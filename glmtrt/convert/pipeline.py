@@ -83,8 +83,6 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
     log.info("converting %s (%s, %s, %d layers) -> %s [%s, tp=%d]", src, entry.architecture,
              spec.chatglm_version, spec.num_layers, out, dtype, tp_size)
-    from tqdm import tqdm
-
     source_shapes = ckpt.shapes
     memory, queued = ByteBudget(window_bytes), ByteBudget(QUEUED_COPY_BYTES)
     with ckpt, atomic_output_dir(out, force) as tmp:
@@ -93,7 +91,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                                               memory=memory, queued=queued)
                    for r in range(tp_size)]
         try:
-            for row in tqdm(rows, desc="convert", unit="tensor", disable=not progress):
+            for row in _progress(rows, progress):
                 plans = trace_row(row, ctx, source_shapes)
                 for r, w in enumerate(writers):
                     w.begin(row.target)
@@ -120,6 +118,14 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                               "pad_token_id": spec.pad_token_id})
     log.info("wrote %s (%d rank file(s))", out, tp_size)
     return Path(out)
+
+
+def _progress(rows: list[Row], show: bool):
+    if not show:
+        return rows
+    from tqdm import tqdm
+
+    return tqdm(rows, desc="convert", unit="tensor")
 
 
 def _emit(w: StreamingSafetensorsWriter, ckpt: HFCheckpoint, row: Row, seg: Segment, dtype: str,
