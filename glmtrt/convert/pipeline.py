@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 DTYPES = ("float32", "float16", "bfloat16")
 #: bytes of source rows read per step when a segment goes through memory (column split or cast)
 BLOCK_BYTES = 8 << 20
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,16 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
         try:
             for row in _progress(rows, progress):
                 plans = trace_row(row, ctx, source_shapes)
-                for r, w in enumerate(writers):
+                for w in writers:
                     w.begin(row.target)
-                    for seg in plans[r]:
-                        _emit(w, ckpt, row, seg, dtype, shapes[row.target][r])
+                if _column_split(ckpt, row, plans, dtype):
+                    for segs in zip(*plans):
+                        _emit_columns(writers, ckpt, row.sources[segs[0].source], segs)
+                else:
+                    for r, w in enumerate(writers):
+                        for seg in plans[r]:
+                            _emit(w, ckpt, row, seg, dtype, shapes[row.target][r])
+                for w in writers:
                     w.end()
             hashes = {w.path.name: w.close() for w in writers}
         except BaseException:
@@ -150,3 +158,53 @@ def _emit(w: StreamingSafetensorsWriter, ckpt: HFCheckpoint, row: Row, seg: Segm
             block = block[:, seg.cols[0]:seg.cols[1]]
         w.append(np.ascontiguousarray(block.astype(target, copy=False)))
         del block
+
+
+def _column_split(ckpt: HFCheckpoint, row: Row, plans: list[list[Segment]], dtype: str) -> bool:
+    """True when the ranks take consecutive column ranges of the same source rows in the target
+    dtype (row-parallel weights: dense, proj): then one read scatters every row to all ranks."""
+    if len(plans) < 2 or len({len(p) for p in plans}) != 1:
+        return False
+    for segs in zip(*plans):
+        first = segs[0]
+        loc = ckpt.location(row.sources[first.source]) if first.source >= 0 else None
+        if loc is None or loc.dtype != dtype or len(loc.shape) != 2:
+            return False
+        edges = [0] + [s.cols[1] if s.cols else -1 for s in segs]
+        if any(s.source != first.source or (s.start, s.stop) != (first.start, first.stop) or s.cols is None
+               or s.cols[0] != edges[k] for k, s in enumerate(segs)) or edges[-1] != loc.shape[1]:
+            return False
+    return True
+
+
+def _emit_columns(writers: Sequence[StreamingSafetensorsWriter], ckpt: HFCheckpoint, name: str,
+                  segs: Sequence[Segment]) -> None:
+    """Blocks of rows read with one scattering `preadv` each: row i's column range of rank r lands
+    in rank r's buffer, so the split costs no copy beyond the read."""
+    loc = ckpt.location(name)
+    dt = numpy_dtype(loc.dtype)
+    row_bytes = loc.nbytes // loc.shape[0]
+    fd = ckpt.fd(loc.path)
+    step = max(1, min(BLOCK_BYTES // row_bytes, _IOV_MAX // len(segs)))
+    for a in range(segs[0].start, segs[0].stop, step):
+        n = min(step, segs[0].stop - a)
+        parts = [np.empty((n, s.cols[1] - s.cols[0]), dtype=dt) for s in segs]
+        views = [memoryview(p[i].view(np.uint8)) for i in range(n) for p in parts]
+        _preadv_all(fd, views, loc.offset + a * row_bytes)
+        del views
+        for w, p in zip(writers, parts):
+            w.append(p)
+
+
+def _preadv_all(fd: int, views: list[memoryview], offset: int) -> None:
+    first = 0
+    while first < len(views):
+        got = os.preadv(fd, views[first:first + _IOV_MAX], offset)
+        if got == 0:
+            raise GlmtrtError("a source file ended while reading it", fix="download the file again")
+        offset += got
+        while first < len(views) and got >= views[first].nbytes:
+            got -= views[first].nbytes
+            first += 1
+        if got:
+            views[first] = views[first][got:]
