@@ -13,7 +13,7 @@
    previous one's write-back; `glmtrt convert` fsyncs its files itself, inside its time;
 4. checks the first converted output against its manifest (sha256 of every file, not timed);
 5. prints the machine state (load before/after, torch build, whether convert imports torch), the
-   median wall time of each case, the ratio to cp, and the peak RSS of each process (wait4).
+   median wall time of each case, the ratio to cp, and the peak RSS of each process (GNU time).
 """
 from __future__ import annotations
 
@@ -88,16 +88,20 @@ def make_checkpoint(d: Path, shards: int = 7) -> None:
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, from wait4's rusage) of one process."""
+    """Wall seconds and peak RSS (MiB) of one process. The RSS comes from GNU time, which forks the
+    command from its own small process: a child forked from this Python process would report this
+    process's RSS as its peak (Linux carries the parent's high-water mark across fork + exec)."""
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    if not os.path.exists(gnu_time):
+        sys.exit("GNU time (/usr/bin/time, Debian package 'time') is needed to measure peak RSS")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    res = subprocess.run([gnu_time, "-f", "GLMTRT_MAXRSS_KB=%M", *cmd], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        sys.exit(f"{cmd} failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    if res.returncode:
+        sys.exit(f"{cmd} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    kib = int(res.stderr.rsplit("GLMTRT_MAXRSS_KB=", 1)[1].split()[0])
+    return wall, kib / 1024
 
 
 def warm(src: Path) -> float:
@@ -118,14 +122,15 @@ def torch_build(py: str) -> str:
 
 
 def convert_imports_torch(py: str, glmtrt: str, workdir: Path) -> bool:
-    """Run a tiny conversion under `python -X importtime` and look for torch."""
-    from glmtrt.models.chatglm.tiny import make_tiny_checkpoint
-
-    tiny = make_tiny_checkpoint(workdir / "tiny-src")
-    res = subprocess.run([py, "-X", "importtime", glmtrt, "convert", str(tiny), "-o", str(workdir / "tiny-out"),
+    """Run a tiny conversion under `python -X importtime` and look for torch (the tiny source is
+    made in another process: this one stays small and torch-free)."""
+    tiny, out = workdir / "tiny-src", workdir / "tiny-out"
+    subprocess.run([py, "-c", "import sys; from glmtrt.models.chatglm.tiny import make_tiny_checkpoint as m; "
+                    "m(sys.argv[1], shards=2)", str(tiny)], check=True)
+    res = subprocess.run([py, "-X", "importtime", glmtrt, "convert", str(tiny), "-o", str(out),
                           "--force", "--no-progress"], capture_output=True, text=True, check=True)
-    shutil.rmtree(workdir / "tiny-src")
-    shutil.rmtree(workdir / "tiny-out")
+    shutil.rmtree(tiny)
+    shutil.rmtree(out)
     return any(line.rsplit("|", 1)[-1].strip() == "torch" for line in res.stderr.splitlines())
 
 
