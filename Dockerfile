@@ -47,7 +47,7 @@ COPY Makefile ./
 # TensorRT-LLM; every other runtime dependency of pyproject.toml is pinned here (click is not a
 # requirement of every TensorRT-LLM line; tests/build/test_review.py checks this list).
 RUN python3 -m pip install --no-deps . \
- && python3 -m pip install "click==8.1.7" "sentencepiece==0.2.0" "tiktoken==0.8.0" "tqdm==4.66.5" \
+ && python3 -m pip install "click==8.1.7" "sentencepiece==0.2.0" "tiktoken==0.8.0" "tqdm==4.66.5" "ml_dtypes==0.5.4" \
  && glmtrt --help >/dev/null
 
 WORKDIR /workspace

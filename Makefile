@@ -16,6 +16,8 @@ ENGINE      ?= engines/$(NAME)-$(GPU)
 REPO        ?= triton_models/$(NAME)-$(GPU)
 DOCKER      ?= docker
 IMAGE       ?= glmtrt:$(GPU)
+BENCH_DIR   ?= /tmp/glmtrt-bench
+BENCH_RUNS  ?= 3
 
 # PRECISION -> `glmtrt convert` flags (the quantization lives in the checkpoint, not in trtllm-build).
 CONVERT_FLAGS_fp16    := --dtype float16
@@ -88,5 +90,5 @@ repo: check-model ## Triton model repository for $(ENGINE) in $(REPO) (tokenizer
 serve: ## Serve $(REPO) with Triton
 	$(GLMTRT) serve $(REPO)
 
-bench: $(GLMTRT) ## Convert benchmark: ChatGLM3-6B-shaped random checkpoint vs cp (docs/BENCHMARKS.md)
-	$(VENV)/bin/python scripts/bench_convert.py
+bench: $(GLMTRT) ## Convert benchmark: 12.5 GB ChatGLM3-6B-shaped checkpoint, cp vs convert alternated (docs/BENCHMARKS.md)
+	$(VENV)/bin/python scripts/bench_convert.py --workdir $(BENCH_DIR) --runs $(BENCH_RUNS)

@@ -1,8 +1,9 @@
-"""Lazy reader of Hugging Face checkpoints: one tensor at a time.
+"""Lazy reader of Hugging Face checkpoints: one tensor (or a block of rows) at a time.
 
-Safetensors tensors are read with positioned reads straight from the file (header parsed once),
-so only the tensor being converted is in memory: a memory map would keep every touched page
-resident (and counted in RSS) until the file is closed.
+Safetensors headers are parsed once; tensors are located by byte range so the converter can copy
+them file to file, and read with positioned reads straight into the array that is used (no memory
+map, whose touched pages would stay resident and counted in RSS until the file is closed; no
+second copy). torch is not imported for safetensors sources.
 
 Safetensors (single file, several files, or sharded with `model.safetensors.index.json`).
 Pickle `.bin` checkpoints are refused unless `allow_pickle=True`, then read with
@@ -13,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from glmtrt.checkpoint.dtypes import DTYPES, dtype_name, itemsize, numpy_dtype
 from glmtrt.errors import GlmtrtError
 from glmtrt.models.registry import read_hf_config
 
@@ -26,15 +28,22 @@ log = logging.getLogger(__name__)
 
 _ST_INDEX = "model.safetensors.index.json"
 _BIN_INDEX = "pytorch_model.bin.index.json"
+_ST_CODES = {code for code, _ in DTYPES.values()}
 
 
-_ST_TORCH = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-             "I8": torch.int8, "U8": torch.uint8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
-             "BOOL": torch.bool}
+@dataclass(frozen=True)
+class TensorLocation:
+    """Where a safetensors tensor's bytes are: `nbytes` from absolute `offset` of `path`."""
+
+    path: Path
+    offset: int
+    nbytes: int
+    dtype: str               # canonical name (glmtrt/checkpoint/dtypes.py)
+    shape: tuple[int, ...]
 
 
 class _SafetensorsFile:
-    """Header of one safetensors file + positioned reads of single tensors."""
+    """Header of one safetensors file: tensor name -> location."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -42,25 +51,21 @@ class _SafetensorsFile:
         self.data_start = len(raw)
         self.meta = {k: v for k, v in json.loads(raw[8:]).items() if k != "__metadata__"}
         for name, info in self.meta.items():
-            if info.get("dtype") not in _ST_TORCH:
+            if info.get("dtype") not in _ST_CODES:
                 raise GlmtrtError(f"{path.name}: tensor {name} has unsupported dtype {info.get('dtype')}")
 
-    def read(self, name: str) -> torch.Tensor:
+    def location(self, name: str) -> TensorLocation:
         info = self.meta[name]
         begin, end = info["data_offsets"]
-        buf = bytearray(end - begin)
-        with open(self.path, "rb", buffering=0) as f:
-            f.seek(self.data_start + begin)
-            view, got = memoryview(buf), 0
-            while got < len(buf):
-                n = f.readinto(view[got:])
-                if not n:
-                    raise GlmtrtError(f"{self.path} ended while reading {name}", fix="download the file again")
-                got += n
-        dtype = _ST_TORCH[info["dtype"]]
-        if not buf:
-            return torch.empty(info["shape"], dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
+        shape = tuple(info["shape"])
+        dtype = dtype_name(info["dtype"])
+        want = itemsize(dtype)
+        for d in shape:
+            want *= d
+        if end - begin != want:
+            raise GlmtrtError(f"{self.path.name}: tensor {name} has {end - begin} bytes for shape {shape} "
+                              f"{info['dtype']}", expected=f"{want} bytes", fix="download the file again")
+        return TensorLocation(self.path, self.data_start + begin, end - begin, dtype, shape)
 
 
 def _safetensors_header(path: Path) -> bytes:
@@ -96,8 +101,9 @@ class HFCheckpoint:
         self._where: dict[str, Path] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._dtypes: dict[str, str] = {}
-        self._handles: dict[Path, Any] = {}
-        self._pickled: dict[Path, dict[str, torch.Tensor]] = {}
+        self._handles: dict[Path, _SafetensorsFile] = {}
+        self._pickled: dict[Path, dict[str, Any]] = {}     # torch tensors (pickle sources only)
+        self._fds: dict[Path, int] = {}
         self.weight_files: list[Path] = self._discover(allow_pickle)
         self._index()
 
@@ -139,15 +145,17 @@ class HFCheckpoint:
                 handle = _SafetensorsFile(path)
                 self._handles[path] = handle
                 for name, info in handle.meta.items():
-                    self._add(name, path, tuple(info["shape"]), info["dtype"])
+                    self._add(name, path, tuple(info["shape"]), dtype_name(info["dtype"]))
             else:
+                import torch
+
                 try:
                     sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
                 except Exception as exc:  # torch raises many types for bad pickles
                     raise GlmtrtError(f"{path} cannot be loaded with weights_only=True ({exc})") from exc
                 self._pickled[path] = sd
                 for name, t in sd.items():
-                    self._add(name, path, tuple(t.shape), str(t.dtype).replace("torch.", ""))
+                    self._add(name, path, tuple(t.shape), dtype_name(t.dtype))
 
     def _add(self, name: str, path: Path, shape: tuple[int, ...], dtype: str) -> None:
         if name in self._where:
@@ -160,16 +168,81 @@ class HFCheckpoint:
         return dict(self._shapes)
 
     def dtype(self, name: str) -> str:
+        """Canonical dtype name of a tensor ("float16", "bfloat16", ...)."""
         return self._dtypes[name]
 
-    def get(self, name: str) -> torch.Tensor:
-        """Load one tensor (copied out of the memory map)."""
+    def _path(self, name: str) -> Path:
         path = self._where.get(name)
         if path is None:
             raise GlmtrtError(f"tensor {name} is not in the checkpoint")
+        return path
+
+    def location(self, name: str) -> TensorLocation | None:
+        """Byte range of a safetensors tensor; None for a pickled one."""
+        path = self._path(name)
+        return None if path in self._pickled else self._handles[path].location(name)
+
+    def fd(self, path: Path) -> int:
+        """A read-only descriptor of a weight file (opened once, closed by `close()`)."""
+        if path not in self._fds:
+            self._fds[path] = os.open(path, os.O_RDONLY)
+        return self._fds[path]
+
+    def read_rows(self, name: str, start: int, stop: int):
+        """Rows [start, stop) of a tensor as a numpy array (a 1-D tensor's rows are its elements),
+        read with one positioned read straight into the returned array."""
+        path = self._path(name)
+        if path in self._pickled:
+            return _torch_to_numpy(self._pickled[path][name])[start:stop]
+        loc = self._handles[path].location(name)
+        row_bytes = loc.nbytes // loc.shape[0] if loc.shape[0] else 0
+        return self._pread(path, loc, (stop - start,) + loc.shape[1:], loc.offset + start * row_bytes)
+
+    def array(self, name: str):
+        """One whole tensor as a numpy array (bfloat16/float8 through ml_dtypes)."""
+        path = self._path(name)
+        if path in self._pickled:
+            return _torch_to_numpy(self._pickled[path][name])
+        loc = self._handles[path].location(name)
+        return self._pread(path, loc, loc.shape, loc.offset)
+
+    def _pread(self, path: Path, loc: TensorLocation, shape: tuple[int, ...], offset: int):
+        import numpy as np
+
+        out = np.empty(shape, dtype=numpy_dtype(loc.dtype))
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos = 0
+        while pos < view.nbytes:
+            n = os.preadv(self.fd(path), [view[pos:]], offset + pos)
+            if not n:
+                raise GlmtrtError(f"{path} ended while reading it", fix="download the file again")
+            pos += n
+        return out
+
+    def get(self, name: str):
+        """One tensor as a torch tensor (imports torch; the converter uses `array`/`read_rows`)."""
+        import torch
+
+        path = self._path(name)
         if path in self._pickled:
             return self._pickled[path][name]
-        return self._handles[path].read(name)
+        arr = self.array(name)
+        if arr.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            raw = torch.from_numpy(arr.view(f"int{8 * arr.dtype.itemsize}"))
+            return raw.view(getattr(torch, arr.dtype.name))
+        return torch.from_numpy(arr)
+
+    def close(self) -> None:
+        """Close the file descriptors opened by `fd`."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> "HFCheckpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def fingerprint(self) -> dict[str, Any]:
         """Cheap identity of the source: sha256 of config.json, and of each weight file's
@@ -183,3 +256,14 @@ class HFCheckpoint:
             files.append({"name": path.name, "bytes": size})
         return {"dir": str(self.dir.resolve()), "sha256": h.hexdigest(), "files": files,
                 "architectures": self.config.get("architectures")}
+
+
+def _torch_to_numpy(t):
+    """numpy view of a CPU torch tensor, bfloat16/float8 reinterpreted through ml_dtypes."""
+    import torch
+
+    name = dtype_name(t.dtype)
+    if name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        as_int = {1: torch.uint8, 2: torch.int16}[t.element_size()]
+        return t.contiguous().view(as_int).numpy().view(numpy_dtype(name))
+    return t.contiguous().numpy()

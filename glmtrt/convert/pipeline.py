@@ -1,29 +1,44 @@
 """`convert_checkpoint`: HF checkpoint -> TensorRT-LLM 1.2.x checkpoint directory.
 
-Streaming: every target tensor is materialised once, cast, sharded for all ranks and appended to
-the rank files, so peak memory is about one (fused) tensor. The output appears atomically with a
-manifest (sha256 of every file, source fingerprint, glmtrt version, resolved options).
+Streaming at copy speed, without torch: each row of the weight map is traced into segments of
+source rows (glmtrt/convert/mapping.py `trace_row`). A segment that is whole rows of the target
+dtype is copied file to file (kernel-side, like `cp`); one that needs a column split or a cast goes
+through memory in blocks of rows. Each rank file is written and hashed on its own background
+threads (glmtrt/checkpoint/file_sink.py) with a bound on bytes in flight, so peak memory is a
+fixed window, not a tensor, and reading, writing and hashing overlap. The output appears
+atomically with a manifest (sha256 of every file computed while writing, source fingerprint,
+glmtrt version, resolved options).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
-import torch
+import numpy as np
 
 from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
+from glmtrt.checkpoint.dtypes import itemsize, numpy_dtype
+from glmtrt.checkpoint.file_sink import ByteBudget
 from glmtrt.checkpoint.hf_reader import HFCheckpoint
 from glmtrt.checkpoint.manifest import write_manifest
-from glmtrt.checkpoint.safetensors_stream import StreamingSafetensorsWriter
-from glmtrt.convert.mapping import ShardContext, check_plan, expand_rows, materialize, rank_shapes, shard_tensor
+from glmtrt.checkpoint.safetensors_stream import QUEUED_COPY_BYTES, WINDOW_BYTES, StreamingSafetensorsWriter
+from glmtrt.convert.mapping import Row, Segment, ShardContext, check_plan, expand_rows, rank_shapes, trace_row
 from glmtrt.errors import GlmtrtError
 from glmtrt.models.registry import resolve
 
 log = logging.getLogger(__name__)
 
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: checkpoint dtypes `glmtrt convert` writes (names as in glmtrt/checkpoint/dtypes.py)
+DTYPES = ("float32", "float16", "bfloat16")
+#: bytes of source rows read per step when a segment goes through memory (column split or cast)
+BLOCK_BYTES = 8 << 20
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 #: Source dtypes a GLM checkpoint's weights may have (safetensors codes and torch names).
 FLOAT_SOURCE_DTYPES = {"F16", "BF16", "F32", "F64", "float16", "bfloat16", "float32", "float64"}
 
@@ -37,16 +52,6 @@ def check_source_dtypes(ckpt, rows) -> None:
                 raise GlmtrtError(f"tensor {name} has dtype {dt}: not a floating-point weight",
                                   expected="float16, bfloat16 or float32 weights (as HF ships GLM checkpoints)",
                                   fix="use the original checkpoint; quantized sources (GPTQ/AWQ) are not supported")
-
-
-def check_finite(name: str, tensor: torch.Tensor, dtype: str) -> None:
-    """No NaN or Inf in a converted tensor (a NaN in the source, or values beyond `dtype`)."""
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise GlmtrtError(f"tensor {name} holds {bad} NaN/Inf value(s) after conversion to {dtype}",
-                          expected="finite weights",
-                          fix="check the source checkpoint (a NaN there), or convert with --dtype bfloat16/float32 "
-                              "when values exceed the float16 range")
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class ConvertOptions:
 
 def plan_conversion(src: str | Path, options: ConvertOptions):
     """Open the source, resolve the family and check the full plan; no weight is read."""
-    if options.dtype not in TORCH_DTYPES:
-        raise GlmtrtError(f"unsupported dtype '{options.dtype}'", expected=" | ".join(TORCH_DTYPES))
+    if options.dtype not in DTYPES:
+        raise GlmtrtError(f"unsupported dtype '{options.dtype}'", expected=" | ".join(DTYPES))
     if options.tp_size < 1:
         raise GlmtrtError(f"tp_size {options.tp_size}", expected="an integer >= 1")
     ckpt = HFCheckpoint(src, allow_pickle=options.allow_pickle)
@@ -83,35 +88,46 @@ def plan_conversion(src: str | Path, options: ConvertOptions):
 def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float16", tp_size: int = 1,
                        quant: str | None = None, kv_cache_dtype: str | None = None,
                        chatglm_version: str | None = None, allow_pickle: bool = False,
-                       force: bool = False, progress: bool = True) -> Path:
-    """Convert an HF ChatGLM3/GLM-4 checkpoint at `src` into a TRT-LLM checkpoint at `out`."""
+                       force: bool = False, progress: bool = True,
+                       window_bytes: int = WINDOW_BYTES) -> Path:
+    """Convert an HF ChatGLM3/GLM-4 checkpoint at `src` into a TRT-LLM checkpoint at `out`.
+
+    `window_bytes` bounds the tensor bytes held in memory at once (all rank files together).
+    """
     options = ConvertOptions(dtype, tp_size, quant, kv_cache_dtype, chatglm_version, allow_pickle)
     check_output_dir(out, force)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
-    tdtype = TORCH_DTYPES[dtype]
     log.info("converting %s (%s, %s, %d layers) -> %s [%s, tp=%d]", src, entry.architecture,
              spec.chatglm_version, spec.num_layers, out, dtype, tp_size)
-    from tqdm import tqdm
-
-    with atomic_output_dir(out, force) as tmp:
+    source_shapes = ckpt.shapes
+    memory, queued = ByteBudget(window_bytes), ByteBudget(QUEUED_COPY_BYTES)
+    with ckpt, atomic_output_dir(out, force) as tmp:
         writers = [StreamingSafetensorsWriter(tmp / f"rank{r}.safetensors",
-                                              [(row.target, tdtype, shapes[row.target][r]) for row in rows])
+                                              [(row.target, dtype, shapes[row.target][r]) for row in rows],
+                                              memory=memory, queued=queued)
                    for r in range(tp_size)]
         try:
-            for row in tqdm(rows, desc="convert", unit="tensor", disable=not progress):
-                full = materialize(row, ckpt.get, tdtype)
-                check_finite(row.target, full, dtype)
-                for r, w in enumerate(writers):
-                    w.write(row.target, shard_tensor(full, row.shard, r, ctx))
-                del full
+            for row in _progress(rows, progress):
+                plans = trace_row(row, ctx, source_shapes)
+                for w in writers:
+                    w.begin(row.target)
+                if _column_split(ckpt, row, plans, dtype):
+                    for segs in zip(*plans):
+                        _emit_columns(writers, ckpt, row.sources[segs[0].source], segs)
+                else:
+                    for r, w in enumerate(writers):
+                        for seg in plans[r]:
+                            _emit(w, ckpt, row, seg, dtype, shapes[row.target][r])
+                for w in writers:
+                    w.end()
             hashes = {w.path.name: w.close() for w in writers}
         except BaseException:
             for w in writers:
                 w.abort()
             raise
+        log.debug("peak bytes in memory %d (window %d)", memory.peak, window_bytes)
         cfg_path = tmp / "config.json"
         cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
-        import hashlib
         hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
         write_manifest(tmp, "trtllm-checkpoint", hashes,
                        source=ckpt.fingerprint(),
@@ -124,3 +140,85 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                               "pad_token_id": spec.pad_token_id})
     log.info("wrote %s (%d rank file(s))", out, tp_size)
     return Path(out)
+
+
+def _progress(rows: list[Row], show: bool):
+    if not show:
+        return rows
+    from tqdm import tqdm
+
+    return tqdm(rows, desc="convert", unit="tensor")
+
+
+def _emit(w: StreamingSafetensorsWriter, ckpt: HFCheckpoint, row: Row, seg: Segment, dtype: str,
+          rank_shape: Sequence[int]) -> None:
+    """Append one segment of a rank tensor: zeros, a file-to-file copy, or blocks of rows that are
+    column-split and/or cast in memory."""
+    if seg.source < 0:
+        w.append_zeros((seg.stop - seg.start) * math.prod(rank_shape[1:]) * itemsize(dtype))
+        return
+    name = row.sources[seg.source]
+    loc = ckpt.location(name)
+    shape = loc.shape if loc is not None else ckpt.shapes[name]
+    row_bytes = math.prod(shape[1:]) * itemsize(ckpt.dtype(name))
+    if loc is not None and seg.cols is None and loc.dtype == dtype:
+        w.append_range(ckpt.fd(loc.path), loc.offset + seg.start * row_bytes, (seg.stop - seg.start) * row_bytes)
+        return
+    target = numpy_dtype(dtype)
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    for a in range(seg.start, seg.stop, step):
+        block = ckpt.read_rows(name, a, min(seg.stop, a + step))
+        if seg.cols is not None:
+            block = block[:, seg.cols[0]:seg.cols[1]]
+        w.append(np.ascontiguousarray(block.astype(target, copy=False)))
+        del block
+
+
+def _column_split(ckpt: HFCheckpoint, row: Row, plans: list[list[Segment]], dtype: str) -> bool:
+    """True when the ranks take consecutive column ranges of the same source rows in the target
+    dtype (row-parallel weights: dense, proj): then one read scatters every row to all ranks."""
+    if len(plans) < 2 or len({len(p) for p in plans}) != 1:
+        return False
+    for segs in zip(*plans):
+        first = segs[0]
+        loc = ckpt.location(row.sources[first.source]) if first.source >= 0 else None
+        if loc is None or loc.dtype != dtype or len(loc.shape) != 2:
+            return False
+        edges = [0] + [s.cols[1] if s.cols else -1 for s in segs]
+        if any(s.source != first.source or (s.start, s.stop) != (first.start, first.stop) or s.cols is None
+               or s.cols[0] != edges[k] for k, s in enumerate(segs)) or edges[-1] != loc.shape[1]:
+            return False
+    return True
+
+
+def _emit_columns(writers: Sequence[StreamingSafetensorsWriter], ckpt: HFCheckpoint, name: str,
+                  segs: Sequence[Segment]) -> None:
+    """Blocks of rows read with one scattering `preadv` each: row i's column range of rank r lands
+    in rank r's buffer, so the split costs no copy beyond the read."""
+    loc = ckpt.location(name)
+    dt = numpy_dtype(loc.dtype)
+    row_bytes = loc.nbytes // loc.shape[0]
+    fd = ckpt.fd(loc.path)
+    step = max(1, min(BLOCK_BYTES // row_bytes, _IOV_MAX // len(segs)))
+    for a in range(segs[0].start, segs[0].stop, step):
+        n = min(step, segs[0].stop - a)
+        parts = [np.empty((n, s.cols[1] - s.cols[0]), dtype=dt) for s in segs]
+        views = [memoryview(p[i].view(np.uint8)) for i in range(n) for p in parts]
+        _preadv_all(fd, views, loc.offset + a * row_bytes)
+        del views
+        for w, p in zip(writers, parts):
+            w.append(p)
+
+
+def _preadv_all(fd: int, views: list[memoryview], offset: int) -> None:
+    first = 0
+    while first < len(views):
+        got = os.preadv(fd, views[first:first + _IOV_MAX], offset)
+        if got == 0:
+            raise GlmtrtError("a source file ended while reading it", fix="download the file again")
+        offset += got
+        while first < len(views) and got >= views[first].nbytes:
+            got -= views[first].nbytes
+            first += 1
+        if got:
+            views[first] = views[first][got:]

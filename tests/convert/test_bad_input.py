@@ -114,19 +114,21 @@ def test_tp_not_dividing_heads(tmp_path):
 
 
 def test_disk_error_mid_write_leaves_nothing(tmp_path, monkeypatch):
+    """ENOSPC on the background write thread reaches the caller as one GlmtrtError; no output left."""
     src = make_tiny_checkpoint(tmp_path / "hf")
-    from glmtrt.checkpoint import safetensors_stream
+    from glmtrt.checkpoint import file_sink
 
     calls = {"n": 0}
-    real = safetensors_stream.StreamingSafetensorsWriter.write
+    real = file_sink.FileSink._write
 
-    def failing(self, name, tensor):
+    def failing(self, piece):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError(28, "No space left on device")
-        return real(self, name, tensor)
+        return real(self, piece)
 
-    monkeypatch.setattr(safetensors_stream.StreamingSafetensorsWriter, "write", failing)
+    monkeypatch.setattr(file_sink.FileSink, "_write", failing)
     with pytest.raises(GlmtrtError, match="free disk space"):
         convert_checkpoint(src, tmp_path / "out", progress=False)
+    assert calls["n"] >= 5
     assert _no_output(tmp_path)

@@ -3,12 +3,25 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from glmtrt.convert import transforms as T
+from glmtrt.convert import transforms as _T
 from glmtrt.errors import GlmtrtError
 from glmtrt.reference.weights import load_merged_weights, merge_fc, merge_qkv, read_checkpoint_config
+
+
+class T:
+    """The converter's numpy transforms on torch tensors (the merges under test take torch)."""
+
+    @staticmethod
+    def split_qkv(t, *args, **kw):
+        return torch.from_numpy(np.ascontiguousarray(_T.split_qkv(t.numpy(), *args, **kw)))
+
+    @staticmethod
+    def split_halves(t, *args):
+        return torch.from_numpy(np.ascontiguousarray(_T.split_halves(t.numpy(), *args)))
 
 
 @pytest.mark.parametrize("heads,kv,tp", [(4, 2, 1), (4, 2, 2), (4, 2, 4), (8, 1, 4), (8, 4, 2), (4, 4, 4)])
