@@ -30,6 +30,29 @@ COPY_STEP = 64 << 20
 _NO_CFR = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
 _ZEROS = bytes(1 << 20)
 _STOP = object()
+#: float dtype -> (unsigned view, exponent mask): an element is NaN or Inf when all its exponent
+#: bits are set (IEEE 754 binary16/binary32, and bfloat16's 8-bit exponent). float8_e4m3fn has no
+#: Inf and a single NaN pattern per sign (S.1111.111), checked separately.
+_EXPONENT_MASK = {"float16": ("<u2", 0x7C00), "bfloat16": ("<u2", 0x7F80), "float32": ("<u4", 0x7F800000),
+                  "float64": ("<u8", 0x7FF0000000000000)}
+
+
+def count_nonfinite(data, dtype: str) -> int:
+    """NaN/Inf elements in raw little-endian bytes of float `dtype` (0 for dtypes that are not float).
+
+    Works on the bytes alone (exponent bits), so no float conversion and no torch; numpy releases the
+    GIL, so it runs beside the writer on the hash lane.
+    """
+    import numpy as np
+
+    if dtype == "float8_e4m3fn":
+        a = np.frombuffer(data, dtype=np.uint8)
+        return int(np.count_nonzero((a & 0x7F) == 0x7F))
+    if dtype not in _EXPONENT_MASK:
+        return 0
+    view, mask = _EXPONENT_MASK[dtype]
+    a = np.frombuffer(data, dtype=view)
+    return int(np.count_nonzero((a & mask) == mask))
 
 
 class ByteBudget:
@@ -57,10 +80,11 @@ class ByteBudget:
 class _Piece:
     """One run of output bytes; released once both lanes are done with it."""
 
-    __slots__ = ("data", "src_fd", "src_off", "dst_off", "nbytes", "budget", "_left", "_lock")
+    __slots__ = ("data", "src_fd", "src_off", "dst_off", "nbytes", "budget", "finite", "_left", "_lock")
 
-    def __init__(self, dst_off: int, nbytes: int, budget: ByteBudget, *, data=None, src_fd=None, src_off=0):
-        self.data, self.src_fd, self.src_off = data, src_fd, src_off
+    def __init__(self, dst_off: int, nbytes: int, budget: ByteBudget, *, data=None, src_fd=None, src_off=0,
+                 finite: tuple[str, str] | None = None):
+        self.data, self.src_fd, self.src_off, self.finite = data, src_fd, src_off, finite
         self.dst_off, self.nbytes, self.budget = dst_off, nbytes, budget
         self._left, self._lock = 2, threading.Lock()
 
@@ -100,19 +124,23 @@ class FileSink:
         for q in self._lanes:
             q.put(piece)
 
-    def append(self, data: memoryview) -> None:
-        """Append bytes from memory (a flat byte memoryview; kept alive until written and hashed)."""
+    def append(self, data: memoryview, *, finite: tuple[str, str] | None = None) -> None:
+        """Append bytes from memory (a flat byte memoryview; kept alive until written and hashed).
+
+        `finite=(tensor name, float dtype)`: the hash lane also checks the bytes hold no NaN/Inf.
+        """
         n = data.nbytes
         if n:
             self._memory.acquire(n)
-            self._push(_Piece(self.pos, n, self._memory, data=data))
+            self._push(_Piece(self.pos, n, self._memory, data=data, finite=finite))
 
-    def append_range(self, src_fd: int, src_off: int, nbytes: int) -> None:
+    def append_range(self, src_fd: int, src_off: int, nbytes: int, *,
+                     finite: tuple[str, str] | None = None) -> None:
         """Append `nbytes` of file descriptor `src_fd` starting at `src_off` (copied kernel-side)."""
         while nbytes > 0:
             n = min(nbytes, COPY_STEP)
             self._queued.acquire(n)
-            self._push(_Piece(self.pos, n, self._queued, src_fd=src_fd, src_off=src_off))
+            self._push(_Piece(self.pos, n, self._queued, src_fd=src_fd, src_off=src_off, finite=finite))
             src_off += n
             nbytes -= n
 
@@ -196,15 +224,32 @@ class FileSink:
     def _hash(self, p: _Piece) -> None:
         if p.data is not None:
             self._sha.update(p.data)
+            self._check_finite(p, p.data)
             return
         if self._hash_buf is None:
             self._hash_buf = memoryview(bytearray(HASH_READ))
         view = self._hash_buf
         off, end = p.src_off, p.src_off + p.nbytes
         while off < end:
-            n = _pread_into(p.src_fd, view[:min(HASH_READ, end - off)], off)
+            want = min(HASH_READ, end - off)
+            n = 0
+            while n < want:                 # whole chunks keep elements aligned for the finite check
+                n += _pread_into(p.src_fd, view[n:want], off + n)
             self._sha.update(view[:n])
+            self._check_finite(p, view[:n])
             off += n
+
+    @staticmethod
+    def _check_finite(p: _Piece, data) -> None:
+        if p.finite is None:
+            return
+        name, dtype = p.finite
+        bad = count_nonfinite(data, dtype)
+        if bad:
+            raise GlmtrtError(f"tensor {name} holds {bad} NaN/Inf value(s) (in one block of its {dtype} data)",
+                              expected="finite weights",
+                              fix="check the source checkpoint (a NaN there), or convert with --dtype "
+                                  "bfloat16/float32 when values exceed the float16 range")
 
 
 def _pread_into(fd: int, view: memoryview, off: int) -> int:

@@ -52,6 +52,7 @@ class StreamingSafetensorsWriter:
         raw += b" " * ((-len(raw)) % 8)
         self._next = 0
         self._open: str | None = None        # tensor being appended
+        self._finite: tuple[str, str] | None = None   # (name, float dtype) checked for NaN/Inf
         self._tensor_end = 0
         self._sink = FileSink(self.path, memory=memory or ByteBudget(WINDOW_BYTES),
                               queued=queued or ByteBudget(QUEUED_COPY_BYTES))
@@ -71,6 +72,7 @@ class StreamingSafetensorsWriter:
             raise GlmtrtError(f"{self.path.name}: got {got.strip()}",
                               expected=f"{want_name} {want_dtype} {want_shape} (internal planning error)")
         self._open = name
+        self._finite = (name, want_dtype) if want_dtype.startswith(("float", "bfloat")) else None
         self._tensor_end = self._sink.pos + self._sizes[self._next]
 
     def _room(self, n: int) -> None:
@@ -84,12 +86,12 @@ class StreamingSafetensorsWriter:
         """Append raw bytes of a C-ordered numpy array, torch CPU tensor or bytes-like."""
         view = as_bytes(data)
         self._room(view.nbytes)
-        self._sink.append(view)
+        self._sink.append(view, finite=self._finite)
 
     def append_range(self, src_fd: int, src_off: int, nbytes: int) -> None:
         """Append `nbytes` of an open file from `src_off` (copied file to file, never through Python)."""
         self._room(nbytes)
-        self._sink.append_range(src_fd, src_off, nbytes)
+        self._sink.append_range(src_fd, src_off, nbytes, finite=self._finite)
 
     def append_zeros(self, nbytes: int) -> None:
         """Append zero bytes (padding rows)."""
