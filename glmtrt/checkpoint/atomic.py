@@ -81,26 +81,24 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temp dir; on success it replaces `out` in one rename, on failure (or a cleanup
     signal) it vanishes. An unwritable location is a GlmtrtError before any work is done."""
     out = check_output_dir(out, force).absolute()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-    except OSError as exc:
-        raise _os_error(out, exc) from exc
     umask = os.umask(0)
     os.umask(umask)
+    tmp = old = None
     try:
-        with raise_on_signals(Interrupted):
+        with raise_on_signals(Interrupted):   # before the temp dir exists: no window without cleanup
             try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                remove_stale_temps(out)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
                 os.chmod(tmp, 0o777 & ~umask)   # mkdtemp creates 0700; give the output normal permissions
                 yield tmp
-                old = None
                 if out.exists():
                     old = out.parent / f".{out.name}.old-{os.getpid()}-{tmp.name.rsplit('-', 1)[-1]}"
                     out.rename(old)
                 tmp.rename(out)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
                 raise
     except OSError as exc:
         raise _os_error(out, exc) from exc

@@ -33,7 +33,8 @@ def test_prepare_chat_defaults_from_model(tok):
     assert p.end_id == 2 and p.pad_id == tok.pad_id
     assert [64795] in p.stop_words and [64797] in p.stop_words
     extra = prepare(tok, text="hi", max_tokens=5, stop_words=["<|observation|>", "Hello"])
-    assert extra.stop_words == [[64795], [64797], [13755]]
+    # "Hello" as the text's start ("▁Hello" 13755) and mid-text ("Hello" 24218, "▁▁"+"Hello"): issue 13 item 4
+    assert extra.stop_words == [[64795], [64797], [13755], [24218], [265, 24218]]
     plain = prepare(tok, text="你好，世界! Hello", max_tokens=1)
     assert plain.input_ids == [64790, 64792, 36474, 54591, 31123, 31661, 30992, 13755]
 
