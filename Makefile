@@ -23,7 +23,7 @@ CONVERT_FLAGS_bf16    := --dtype bfloat16
 CONVERT_FLAGS_fp32    := --dtype float32
 CONVERT_FLAGS_int8-wo := --dtype float16 --quant int8-wo
 CONVERT_FLAGS_int4-wo := --dtype float16 --quant int4-wo
-CONVERT_FLAGS_w8a8    := --dtype float16 --quant w8a8
+CONVERT_FLAGS_int8-sq    := --dtype float16 --quant int8-sq
 CONVERT_FLAGS_fp8     := --dtype bfloat16 --quant fp8
 CONVERT_FLAGS = $(CONVERT_FLAGS_$(PRECISION))
 SEQ_FLAG = $(if $(MAX_SEQ),--max-seq-len $(MAX_SEQ),)
@@ -39,7 +39,7 @@ IN_CONTAINER = $(DOCKER) run --rm --gpus all --shm-size=2g --ulimit memlock=-1 -
 help: ## Show this help
 	@echo "glmtrt make targets (variables: MODEL=<hf dir> PRECISION=$(PRECISION) GPU=$(GPU) TP=$(TP))"
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
-	@echo "precisions: fp16 bf16 fp32 int8-wo int4-wo w8a8 fp8   GPUs: $(basename $(notdir $(wildcard glmtrt/build/profiles/*.json)))"
+	@echo "precisions: fp16 bf16 fp32 int8-wo int4-wo int8-sq fp8   GPUs: $(basename $(notdir $(wildcard glmtrt/build/profiles/*.json)))"
 	@echo "example: make plan MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 	@echo "         make engine MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 
@@ -60,7 +60,7 @@ check-model:
 	@test -n "$(MODEL)" || { echo "error: set MODEL=<Hugging Face model dir>"; exit 2; }
 
 check-precision:
-	@test -n "$(CONVERT_FLAGS)" || { echo "error: unknown PRECISION=$(PRECISION) (fp16 bf16 fp32 int8-wo int4-wo w8a8 fp8)"; exit 2; }
+	@test -n "$(CONVERT_FLAGS)" || { echo "error: unknown PRECISION=$(PRECISION) (fp16 bf16 fp32 int8-wo int4-wo int8-sq fp8)"; exit 2; }
 
 plan: check-model check-precision ## Does MODEL fit GPU at PRECISION/TP? (memory planner)
 	$(GLMTRT) plan $(MODEL) --gpu $(GPU) --precision $(PRECISION) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG)

@@ -53,6 +53,7 @@ class _Layer:
     fc_b: object
     proj_w: object
     proj_b: object
+    kv_scale: object = None      # INT8/FP8 KV cache: glmtrt.reference.qlinear.KVQuant
 
 
 def rope_gptj_inv_freq(rotary_dim: int, base: float):
@@ -118,6 +119,9 @@ class ReferenceModel:
                 return None
             return t.to(device=self.device, dtype=self.dtype)
 
+        from glmtrt.reference.qlinear import prepare_quantized
+
+        weights, kv_quant = prepare_quantized(config, weights)   # quantized linears -> emulating objects
         self.embedding = w("transformer.vocab_embedding.weight")
         self.layers = []
         for i in range(geo.num_layers):
@@ -128,7 +132,7 @@ class ReferenceModel:
                 w(p + "attention.dense.weight"), w(p + "attention.dense.bias", False),
                 w(p + "post_layernorm.weight"), w(p + "post_layernorm.bias", False),
                 w(p + "mlp.fc.weight"), w(p + "mlp.fc.bias", False),
-                w(p + "mlp.proj.weight"), w(p + "mlp.proj.bias", False)))
+                w(p + "mlp.proj.weight"), w(p + "mlp.proj.bias", False), kv_quant.get(i)))
         self.ln_f_w, self.ln_f_b = w("transformer.ln_f.weight"), w("transformer.ln_f.bias", False)
         lm_head = w("lm_head.weight", required=False)
         self.lm_head = lm_head if lm_head is not None else self.embedding  # share_embedding_table
@@ -172,6 +176,8 @@ class ReferenceModel:
     def _linear(x, weight, bias):
         import torch
 
+        if hasattr(weight, "linear"):       # quantized emulation / calibration recorder (qlinear.py)
+            return weight.linear(x, bias)
         return torch.nn.functional.linear(x, weight, bias)
 
     def _attention(self, layer: _Layer, x, cos, sin, past_kv, positions):
@@ -187,9 +193,11 @@ class ReferenceModel:
         v = v.view(b, t, nkv, hd).transpose(1, 2)
         q = apply_rope_gptj(q, cos, sin, self.rotary_dim)
         k = apply_rope_gptj(k, cos, sin, self.rotary_dim)
+        new_kv = (k, v) if layer.kv_scale is None else layer.kv_scale.cache(k, v)
         if past_kv is not None:
             k = torch.cat((past_kv[0], k), dim=2)
             v = torch.cat((past_kv[1], v), dim=2)
+            new_kv = (torch.cat((past_kv[0], new_kv[0]), dim=2), torch.cat((past_kv[1], new_kv[1]), dim=2))
         s = k.shape[2]
         rep = nh // nkv
         qg = q.reshape(b, nkv, rep, t, hd).float()
@@ -199,13 +207,29 @@ class ReferenceModel:
         probs = torch.softmax(scores, dim=-1).to(v.dtype)
         out = torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd)
         out = out.transpose(1, 2).reshape(b, t, nh * hd)
-        return self._linear(out, layer.dense_w, layer.dense_b), (k, v)
+        return self._linear(out, layer.dense_w, layer.dense_b), new_kv
 
     def _mlp(self, layer: _Layer, x):
         import torch
 
         value, gate = self._linear(x, layer.fc_w, layer.fc_b).chunk(2, dim=-1)
         return self._linear(torch.nn.functional.silu(gate) * value, layer.proj_w, layer.proj_b)
+
+    def rotary(self, start: int, t: int):
+        """(positions, cos, sin) of t tokens starting at position `start`."""
+        import torch
+
+        positions = torch.arange(start, start + t, device=self.device)
+        freqs = (positions.float() * self.pos_scale)[:, None] * self.inv_freq[None, :]
+        return positions, freqs.cos(), freqs.sin()
+
+    def decoder_layer(self, layer: _Layer, h, cos, sin, past_kv, positions):
+        """One ChatGLMDecoderLayer: (new hidden states, this layer's (k, v) cache)."""
+        normed = self._norm(h, layer.ln1_w, layer.ln1_b)
+        attn, kv = self._attention(layer, normed, cos, sin, past_kv, positions)
+        h = (normed if self.post_ln_residual else h) + attn
+        normed = self._norm(h, layer.ln2_w, layer.ln2_b)
+        return (normed if self.post_ln_residual else h) + self._mlp(layer, normed), kv
 
     def forward(self, input_ids, past=None):
         """Logits float32 [B, T, V] for input_ids [B, T] continuing after `past` (None = fresh).
@@ -223,20 +247,12 @@ class ReferenceModel:
                 raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
                                   expected=f"ids in [0, {self.embedding.shape[0]})")
             start = 0 if past is None else past[0][0].shape[2]
-            t = ids.shape[1]
-            positions = torch.arange(start, start + t, device=self.device)
-            freqs = (positions.float() * self.pos_scale)[:, None] * self.inv_freq[None, :]
-            cos, sin = freqs.cos(), freqs.sin()
+            positions, cos, sin = self.rotary(start, ids.shape[1])
             h = torch.nn.functional.embedding(ids, self.embedding)
             new_past = []
             for i, layer in enumerate(self.layers):
-                normed = self._norm(h, layer.ln1_w, layer.ln1_b)
-                attn, kv = self._attention(layer, normed, cos, sin,
-                                           None if past is None else past[i], positions)
+                h, kv = self.decoder_layer(layer, h, cos, sin, None if past is None else past[i], positions)
                 new_past.append(kv)
-                h = (normed if self.post_ln_residual else h) + attn
-                normed = self._norm(h, layer.ln2_w, layer.ln2_b)
-                h = (normed if self.post_ln_residual else h) + self._mlp(layer, normed)
             h = self._norm(h, self.ln_f_w, self.ln_f_b)
             logits = self._linear(h, self.lm_head, None).float()
         return logits, tuple(new_past)

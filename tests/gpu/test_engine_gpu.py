@@ -25,7 +25,7 @@ CASES = {
     "fp32": (dict(dtype="float32"), 0.01, 16),
     "int8-wo": (dict(dtype="float16", quant="int8-wo"), 0.5, 4),
     "int4-wo": (dict(dtype="float16", quant="int4-wo"), 2.0, 1),
-    "w8a8": (dict(dtype="float16", quant="w8a8"), 2.0, 1),
+    "int8-sq": (dict(dtype="float16", quant="int8-sq"), 2.0, 1),
     "fp8": (dict(dtype="bfloat16", quant="fp8"), 2.0, 1),
 }
 PROMPT = [5, 17, 42, 9, 64, 3, 77, 31]

@@ -27,16 +27,19 @@ QUANT_ALGOS = {
     None: None,
     "int8-wo": "W8A16",
     "int4-wo": "W4A16",
+    # calibrated (glmtrt.quant.convert_calibrated); --sq-variant picks the other W8A8_SQ_* plugins
+    "int8-sq": "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN",
 }
 KV_CACHE_ALGOS = {None: None, "int8": "INT8", "fp8": "FP8"}
 
 
-def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = None) -> dict[str, Any]:
+def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = None,
+                      smoothquant_val: float = 0.5) -> dict[str, Any]:
     """The `quantization` block (QuantConfig.to_dict fields common to 0.13 and 1.2)."""
     if quant not in QUANT_ALGOS:
         raise GlmtrtError(f"unsupported --quant '{quant}'",
                           expected="one of: " + ", ".join(q for q in QUANT_ALGOS if q),
-                          fix="SmoothQuant (w8a8) and FP8 need calibration and are not implemented yet")
+                          fix="fp8 and int4-awq are not implemented yet")
     if kv_cache_dtype not in KV_CACHE_ALGOS:
         raise GlmtrtError(f"unsupported --kv-cache-dtype '{kv_cache_dtype}'",
                           expected="one of: " + ", ".join(k for k in KV_CACHE_ALGOS if k))
@@ -44,7 +47,7 @@ def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = Non
         "quant_algo": QUANT_ALGOS[quant],
         "kv_cache_quant_algo": KV_CACHE_ALGOS[kv_cache_dtype],
         "group_size": 128,
-        "smoothquant_val": 0.5,
+        "smoothquant_val": float(smoothquant_val),
         "clamp_val": None,
         "has_zero_point": False,
         "pre_quant_scale": False,

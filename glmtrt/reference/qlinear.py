@@ -1,0 +1,215 @@
+"""Quantized-kernel emulation for the reference executor (int8-sq linears, INT8/FP8 KV cache).
+
+What the engine computes, per TensorRT-LLM 1.2.x:
+  - SmoothQuant GEMM (`smooth_quant_gemm` plugin, quantization/layers.py SmoothQuantLinear /
+    SmoothQuantRowLinear): the input is divided by `smoother` (linears without a norm), quantized
+    to int8 - per token dynamically (scale = max|x_row| / 127, `quantize_per_token`) or with the
+    static `scale_to_int` / `quantization_scaling_factor` - multiplied with the int8 weight in int32,
+    and scaled by per_token_scale (or `act_scale`) x `per_channel_scale`, output in the
+    activation dtype. Row-parallel linears (dense, proj) quantize each rank's input slice with its
+    own per-token scale and the rank outputs are summed (allreduce) in the activation dtype.
+    int8 rounding is round-to-nearest-even with saturation (cuda `__float2int_rn`).
+  - KV cache (gpt_attention plugin, layers/attention.py): K (after rotary) and V are stored as
+    int8 round(x * kv_cache_rcp_scaling_factor) (or FP8 e4m3) and read back times
+    kv_cache_scaling_factor; the tokens of the current step attend to their own unquantized K/V.
+int32 accumulation is exact here: int8 products are summed in float64 (exact below 2^53).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from glmtrt.errors import GlmtrtError
+
+#: TRT-LLM chatglm linear prefix -> (tensor holding its static input scale, row-parallel?)
+SQ_LINEARS = {
+    "attention.qkv": ("input_layernorm.scale_to_int", False),
+    "attention.dense": ("attention.quantization_scaling_factor", True),
+    "mlp.fc": ("post_layernorm.scale_to_int", False),
+    "mlp.proj": ("mlp.quantization_scaling_factor", True),
+}
+#: quant_algo values the reference emulates beyond weight-only (quantization/mode.py QuantAlgo).
+EMULATED_ALGOS = ("W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN",
+                  "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN")
+_QUANT_SUFFIXES = ("per_channel_scale", "smoother", "act_scale", "scale_to_int", "quantization_scaling_factor",
+                   "kv_cache_scaling_factor", "kv_cache_rcp_scaling_factor")
+
+
+def is_quant_tensor(name: str, tensor=None) -> bool:
+    """Scales and int8 weights keep their stored dtype when the reference casts a checkpoint."""
+    if tensor is not None and not tensor.is_floating_point():
+        return True
+    return name.rsplit(".", 1)[-1] in _QUANT_SUFFIXES
+
+
+def quant_merge_rule(name: str, geo, merge_qkv, merge_fc, merge_dim):
+    """Shard merge of the quantization tensors (None: the float rules of weights.py apply).
+
+    (1, out) per_channel_scale vectors of column-parallel linears were split like their weight
+    rows; row-parallel smoothers (1, in) like the weight columns; everything else is replicated.
+    """
+    if name.endswith(".per_channel_scale") and (".attention.qkv." in name or ".mlp.fc." in name):
+        def rows(shards, fn=merge_qkv if ".qkv." in name else merge_fc):
+            if shards[0].shape[-1] == 1 and len(shards) > 1:         # per-tensor (1, 1): replicated
+                return shards[0]
+            t = [s.reshape(-1) for s in shards]
+            full = fn(t, geo.num_heads, geo.num_kv_heads, geo.head_size) if fn is merge_qkv else fn(t)
+            return full.reshape(1, -1)
+        return rows
+    if name.endswith(".smoother"):
+        return lambda shards: merge_dim(shards, 1)
+    if name.rsplit(".", 1)[-1] in _QUANT_SUFFIXES:
+        return lambda shards: shards[0]
+    return None
+
+
+def _round_sat_i8(x):
+    import torch
+
+    return torch.round(x).clamp(-128, 127)
+
+
+@dataclass
+class SQLinear:
+    """One SmoothQuant linear: int8 weight [out, in] (full, ranks merged) and its scales."""
+
+    weight: Any                # int8 [out, in]
+    per_channel_scale: Any     # f32 (1, out) or (1, 1)
+    smoother: Any = None       # f32 (1, in) or None
+    static_scale: Any = None   # f32 (1,) when the activation scale is static
+    act_scale: Any = None      # f32 (1, 1) when static
+    tp_splits: int = 1         # >1: row-parallel over that many ranks
+    out_dtype: Any = None
+
+    @property
+    def shape(self):
+        return tuple(self.weight.shape)
+
+    def to(self, device=None, dtype=None) -> "SQLinear":
+        """Move to `device`; `dtype` is the activation (output) dtype."""
+        mv = (lambda t: None if t is None else t.to(device)) if device is not None else (lambda t: t)
+        return SQLinear(mv(self.weight), mv(self.per_channel_scale), mv(self.smoother), mv(self.static_scale),
+                        mv(self.act_scale), self.tp_splits, dtype or self.out_dtype)
+
+    def _rank(self, x, w):
+        import torch
+
+        xf = x.float()
+        if self.static_scale is None:
+            amax = xf.abs().amax(dim=-1, keepdim=True)
+            token_scale = amax / 127.0
+            q = _round_sat_i8(xf * (127.0 / amax.clamp(min=1e-30)))
+        else:
+            token_scale = self.act_scale.reshape(1).float()
+            q = _round_sat_i8(xf * self.static_scale.float())
+        acc = torch.matmul(q.double(), w.double().t())
+        out = acc.float() * token_scale * self.per_channel_scale.float().reshape(-1)
+        return out.to(self.out_dtype or x.dtype)
+
+    def linear(self, x, bias):
+        """y = dequant(int8(x) @ int8(W)^T) (+ bias), as the engine computes it."""
+        if self.smoother is not None:
+            x = (x.float() / self.smoother.float().reshape(-1)).to(x.dtype)
+        if self.tp_splits > 1:
+            xs = x.chunk(self.tp_splits, dim=-1)
+            ws = self.weight.chunk(self.tp_splits, dim=1)
+            y = self._rank(xs[0], ws[0])
+            for xr, wr in zip(xs[1:], ws[1:]):
+                y = y + self._rank(xr, wr)
+        else:
+            y = self._rank(x, self.weight)
+        return y if bias is None else y + bias.to(y.dtype)
+
+
+@dataclass
+class KVQuant:
+    """INT8 / FP8 KV-cache quantize-dequantize with the layer's kv_cache_scaling_factor."""
+
+    scale: float
+    kind: str = "INT8"
+
+    def _qdq(self, t):
+        import torch
+
+        x = t.float() * (1.0 / self.scale)
+        if self.kind == "INT8":
+            x = _round_sat_i8(x)
+        else:
+            x = x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).float()
+        return (x * self.scale).to(t.dtype)
+
+    def cache(self, k, v):
+        """What the cache holds for k, v [B, kv_heads, T, D]."""
+        return self._qdq(k), self._qdq(v)
+
+
+def prepare_quantized(config: dict, weights: dict) -> tuple[dict, dict[int, KVQuant]]:
+    """Replace the SmoothQuant tensors of `weights` by SQLinear objects; collect KV-cache scales.
+
+    Returns (weights without the scale tensors, {layer: KVQuant}). Unquantized and weight-only
+    checkpoints pass through unchanged.
+    """
+    from glmtrt.quant.smoothquant import SQ_ALGOS, sq_flags
+
+    quant = config.get("quantization") or {}
+    algo, kv_algo = quant.get("quant_algo"), quant.get("kv_cache_quant_algo")
+    weights = dict(weights)
+    kv: dict[int, KVQuant] = {}
+    n_layers = int(config["num_hidden_layers"])
+    if kv_algo:
+        if kv_algo not in ("INT8", "FP8"):
+            raise GlmtrtError(f"kv_cache_quant_algo {kv_algo!r}", expected="INT8 or FP8")
+        for i in range(n_layers):
+            name = f"transformer.layers.{i}.attention.kv_cache_scaling_factor"
+            if name not in weights:
+                raise GlmtrtError(f"checkpoint lacks {name}", expected=f"a scale per layer for {kv_algo} KV cache")
+            kv[i] = KVQuant(float(weights.pop(name).float().reshape(-1)[0]), kv_algo)
+            weights.pop(name.replace("kv_cache_scaling", "kv_cache_rcp_scaling"), None)
+    if algo not in SQ_ALGOS.values():
+        return weights, kv
+    _, per_token = sq_flags(algo)
+    tp = int((config.get("mapping") or {}).get("tp_size", 1))
+    for i in range(n_layers):
+        p = f"transformer.layers.{i}."
+        for lin, (scale_name, row_parallel) in SQ_LINEARS.items():
+            try:
+                w, pcs = weights.pop(p + lin + ".weight"), weights.pop(p + lin + ".per_channel_scale")
+            except KeyError as exc:
+                raise GlmtrtError(f"SmoothQuant checkpoint lacks {exc.args[0]}",
+                                  expected="int8 weight + per_channel_scale for qkv, dense, fc, proj") from None
+            if w.dtype.is_floating_point:
+                raise GlmtrtError(f"{p + lin}.weight is {w.dtype}", expected="int8 (SmoothQuant)")
+            smoother = weights.pop(p + lin + ".smoother", None)
+            static = weights.pop(p + scale_name, None)
+            act = weights.pop(p + lin + ".act_scale", None)
+            if not per_token and (static is None or act is None):
+                raise GlmtrtError(f"static SmoothQuant checkpoint lacks {p + scale_name} or {p + lin}.act_scale",
+                                  expected=f"both for quant_algo {algo}")
+            weights[p + lin + ".weight"] = SQLinear(w, pcs, smoother, None if per_token else static,
+                                                    None if per_token else act, tp if row_parallel else 1)
+    return weights, kv
+
+
+class Recorder:
+    """A float linear that records max|input| and max|output| per channel (calibration)."""
+
+    def __init__(self, weight, stats: dict, key: str):
+        self.weight, self.stats, self.key = weight, stats, key
+
+    @property
+    def shape(self):
+        return tuple(self.weight.shape)
+
+    def to(self, device=None, dtype=None) -> "Recorder":
+        self.weight = self.weight.to(device=device, dtype=dtype)
+        return self
+
+    def linear(self, x, bias):
+        import torch
+
+        y = torch.nn.functional.linear(x, self.weight, bias)
+        for part, t in (("x", x), ("y", y)):
+            amax = t.detach().abs().reshape(-1, t.shape[-1]).amax(dim=0).float()
+            k = (self.key, part)
+            self.stats[k] = amax if k not in self.stats else torch.maximum(self.stats[k], amax)
+        return y
