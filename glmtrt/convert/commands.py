@@ -67,7 +67,7 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
 PRECISIONS = {"fp16": ("float16", None), "bf16": ("bfloat16", None), "fp32": ("float32", None),
               "int8-wo": ("float16", "int8-wo"), "int4-wo": ("float16", "int4-wo"),
               "int8-sq": ("float16", "int8-sq"), "fp8": ("bfloat16", "fp8"), "int4-awq": ("float16", "int4-awq")}
-_NOT_YET = ("fp8", "int4-awq")
+_NOT_YET = ("fp8",)
 
 
 @click.command("convert")
@@ -76,7 +76,7 @@ _NOT_YET = ("fp8", "int4-awq")
               help="Output TensorRT-LLM checkpoint directory (e.g. convert/chatglm3-6b-fp16).")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
               help="fp16 bf16 fp32 (float), int8-wo int4-wo (weight-only, quantized by trtllm-build), "
-                   "int8-sq (SmoothQuant W8A8, calibrated here); fp8 / int4-awq: not implemented yet.")
+                   "int8-sq (SmoothQuant W8A8) and int4-awq (AWQ W4A16), calibrated here; fp8: not implemented yet.")
 @click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "int8-sq", "fp8", "int4-awq"]), default=None,
               help="Alias of --precision for the quantized precisions.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
@@ -89,6 +89,10 @@ _NOT_YET = ("fp8", "int4-awq")
                                                  "per-tensor-per-token", "per-tensor"]),
               default="per-channel-per-token", show_default=True,
               help="int8-sq weight scales (per channel / tensor) and activation scales (dynamic per token / static).")
+@click.option("--group-size", type=click.Choice(["64", "128"]), default="128", show_default=True,
+              help="int4-awq: input channels per weight scale.")
+@click.option("--awq-search/--no-awq-search", default=True, show_default=True,
+              help="int4-awq: search the AWQ activation-aware scales (off: round-to-nearest groupwise INT4).")
 @click.option("--int8-kv-cache", is_flag=True, help="INT8 KV cache (calibrated kv_cache_scaling_factor).")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
               help="Calibration texts: .jsonl ({\"text\"} or {\"input_ids\"} per line) or .txt (one per line). "
@@ -104,7 +108,8 @@ _NOT_YET = ("fp8", "int4-awq")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str | None, dtype: str | None,
-                tp_size: int, smoothquant_alpha: float, sq_variant: str, int8_kv_cache: bool,
+                tp_size: int, smoothquant_alpha: float, sq_variant: str, group_size: str, awq_search: bool,
+                int8_kv_cache: bool,
                 calib_data: Path | None, calib_dataset: str | None, calib_samples: int, calib_seq_len: int,
                 calib_seed: int, device: str, kv_cache_dtype: str | None, chatglm_version: str | None,
                 allow_pickle: bool, force: bool, no_progress: bool) -> None:
@@ -118,7 +123,7 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
     dtype = dtype or default_dtype
     if precision in _NOT_YET:
         raise GlmtrtError(f"--precision {precision} is not implemented yet",
-                          expected="fp16, bf16, fp32, int8-wo, int4-wo or int8-sq",
+                          expected="fp16, bf16, fp32, int8-wo, int4-wo, int8-sq or int4-awq",
                           fix="use int8-sq (SmoothQuant W8A8) or a weight-only precision for now")
     if kv_cache_dtype == "fp8":
         raise GlmtrtError("--kv-cache-dtype fp8 is not implemented yet", expected="--int8-kv-cache")
@@ -128,7 +133,7 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
     if q in ("int8-wo", "int4-wo") and int8_kv_cache:
         raise GlmtrtError(f"--int8-kv-cache with {precision}", expected="a float precision or int8-sq",
                           fix="weight-only checkpoints are quantized at build; use int8-sq for a calibrated KV cache")
-    if precision == "int8-sq" or int8_kv_cache:
+    if precision in ("int8-sq", "int4-awq") or int8_kv_cache:
         from glmtrt.models.registry import load_model
         from glmtrt.quant.calibrate import CalibOptions
         from glmtrt.quant.convert_calibrated import convert_calibrated
@@ -141,6 +146,7 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
         out = convert_calibrated(model_dir, output, smoothing_groups=entry.smoothing_groups, dtype=dtype,
                                  tp_size=tp_size, precision=precision, sq_variant=sq_variant,
                                  alpha=smoothquant_alpha, int8_kv_cache=int8_kv_cache, calib=calib,
+                                 group_size=int(group_size), awq_search=awq_search,
                                  chatglm_version=chatglm_version, allow_pickle=allow_pickle, force=force,
                                  progress=not no_progress)
         click.echo(f"wrote {out}")

@@ -34,11 +34,12 @@ class CalibOptions:
 class LayerCalibrator:
     """Runs single decoder layers of a TensorRT-LLM chatglm config with range recorders."""
 
-    def __init__(self, trtllm_config: dict, device: str = "cpu"):
+    def __init__(self, trtllm_config: dict, device: str = "cpu", keep_inputs: int = 0):
         import torch
 
         self.config = dict(trtllm_config, num_hidden_layers=1, quantization={}, mapping={"tp_size": 1})
         self.device = torch.device(device)
+        self.keep_inputs = keep_inputs           # input rows kept per linear (AWQ scale search)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             from glmtrt.errors import GlmtrtError
             raise GlmtrtError("--device cuda but no CUDA device is visible", expected="a GPU, or --device cpu")
@@ -66,7 +67,7 @@ class LayerCalibrator:
                    "transformer.ln_f.weight": torch.ones(h_size)}
         for rel, t in layer_weights.items():
             lin = rel.rsplit(".", 1)[0]
-            v = Recorder(t, stats, lin) if rel.endswith(".weight") and lin in RECORDED else t
+            v = Recorder(t, stats, lin, self.keep_inputs) if rel.endswith(".weight") and lin in RECORDED else t
             weights[f"transformer.layers.0.{rel}"] = v
         model = ReferenceModel(self.config, weights, device=self.device, dtype="float32")
         layer = model.layers[0]
@@ -75,4 +76,4 @@ class LayerCalibrator:
             for h in hidden:
                 positions, cos, sin = model.rotary(0, h.shape[1])
                 out.append(model.decoder_layer(layer, h, cos, sin, None, positions)[0])
-        return out, {k: v.cpu() for k, v in stats.items()}
+        return out, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in stats.items()}

@@ -33,12 +33,20 @@ from glmtrt.quant.groups import SmoothGroup
 log = logging.getLogger(__name__)
 
 L = "transformer.layers.{i}."
+#: calibration input rows kept per linear for the AWQ scale search (memory: rows x in x 4 bytes)
+AWQ_KEEP_TOKENS = 2048
 
 
 def shard_any(t: torch.Tensor, kind: str, rank: int, ctx) -> torch.Tensor:
     """shard_tensor, plus "t:<kind>": a (1, N) row vector split like the rows of its weight."""
     if kind.startswith("t:"):
         return shard_tensor(t.t().contiguous(), kind[2:], rank, ctx).t().contiguous()
+    if kind.startswith("pack4:"):                  # int4 values: split, then pack pairs of rows
+        part = shard_tensor(t, kind[6:], rank, ctx)
+        if part.device.type == "meta":
+            return torch.empty((part.shape[0] // 2, part.shape[1]), dtype=torch.int8, device="meta")
+        from glmtrt.quant.awq import pack_int4
+        return pack_int4(part)
     return shard_tensor(t, kind, rank, ctx)
 
 
@@ -99,25 +107,35 @@ def quantize_layer(weights: dict, stats: dict, groups: tuple[SmoothGroup, ...], 
 def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dtype: str = "float16",
                        tp_size: int = 1, precision: str = "int8-sq", sq_variant: str = "per-channel-per-token",
                        alpha: float = 0.5, int8_kv_cache: bool = False, calib: CalibOptions = CalibOptions(),
+                       group_size: int = 128, awq_search: bool = True,
                        chatglm_version: str | None = None, allow_pickle: bool = False, force: bool = False,
                        progress: bool = True) -> Path:
-    """Calibrate and write an int8-sq checkpoint (or a float one with an INT8 KV cache only)."""
+    """Calibrate and write an int8-sq / int4-awq checkpoint (or a float one with an INT8 KV cache only)."""
     from tqdm import tqdm
 
     from glmtrt.quant.calib_data import resolve_calibration
 
-    if precision not in ("int8-sq", "fp16", "bf16", "fp32"):
-        raise GlmtrtError(f"calibrated precision {precision!r}", expected="int8-sq (or a float dtype with --int8-kv-cache)")
+    from glmtrt.quant.awq_layer import awq_layer_plan, awq_quantize_layer
+
+    if precision not in ("int8-sq", "int4-awq", "fp16", "bf16", "fp32"):
+        raise GlmtrtError(f"calibrated precision {precision!r}",
+                          expected="int8-sq, int4-awq (or a float dtype with --int8-kv-cache)")
+    awq = precision == "int4-awq"
+    if awq and int8_kv_cache:
+        raise GlmtrtError("--int8-kv-cache with int4-awq", expected="int4-awq alone, or int8-sq --int8-kv-cache")
     if sq_variant not in SQ.SQ_ALGOS:
         raise GlmtrtError(f"--sq-variant {sq_variant}", expected=" | ".join(SQ.SQ_ALGOS))
     sq = precision == "int8-sq"
     alpha = SQ.check_alpha(alpha)
     check_output_dir(out, force)
-    options = ConvertOptions(dtype, tp_size, "int8-sq" if sq else None, "int8" if int8_kv_cache else None,
+    options = ConvertOptions(dtype, tp_size, precision if (sq or awq) else None, "int8" if int8_kv_cache else None,
                              chatglm_version, allow_pickle)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
     algo = SQ.SQ_ALGOS[sq_variant] if sq else None
     config["quantization"].update(quant_algo=algo, smoothquant_val=alpha)
+    if awq:     # what a ModelOpt INT4-AWQ export declares (QuantConfig fields of 1.2)
+        config["quantization"].update(quant_algo="W4A16_AWQ", group_size=group_size, pre_quant_scale=True,
+                                      has_zero_point=False, exclude_modules=["lm_head"])
     per_channel, per_token = SQ.sq_flags(algo) if sq else (False, False)
     groups = tuple(smoothing_groups(spec))
     tdtype = TORCH_DTYPES[dtype]
@@ -126,7 +144,8 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
                               vocab_size=spec.vocab_size)
     global_rows = [r for r in rows if not r.target.startswith("transformer.layers.")]
     per_layer = [[r for r in rows if r.target.startswith(L.format(i=i))] for i in range(spec.num_layers)]
-    plans = [layer_plan(groups if sq else (), lr, tdtype, per_channel, per_token, int8_kv_cache, spec.qkv_rows)
+    plans = [awq_layer_plan(groups, lr, tdtype, group_size, tp_size) if awq else
+             layer_plan(groups if sq else (), lr, tdtype, per_channel, per_token, int8_kv_cache, spec.qkv_rows)
              for lr in per_layer]
     entries = [[(r.target, tdtype, shapes[r.target][k]) for r in global_rows] for k in range(tp_size)]
     meta = {}
@@ -138,7 +157,8 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
                 entries[k].append((name, dt, tuple(shard_any(torch.empty(shape, device="meta"), kind, k, ctx).shape)))
     log.info("calibrated convert %s -> %s: %s alpha=%g int8_kv=%s, %d x %d calibration tokens, tp=%d",
              src, out, algo or dtype, alpha, int8_kv_cache, calib.num_samples, calib.seq_len, tp_size)
-    calibrator = LayerCalibrator(config, calib.device)
+    calibrator = LayerCalibrator(config, calib.device, keep_inputs=AWQ_KEEP_TOKENS if awq else 0)
+    report: dict = {}
     with atomic_output_dir(out, force) as tmp:
         writers = [StreamingSafetensorsWriter(tmp / f"rank{k}.safetensors", entries[k]) for k in range(tp_size)]
         try:
@@ -152,7 +172,8 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
                 prefix = L.format(i=i)
                 layer = {r.target[len(prefix):]: materialize(r, ckpt.get, torch.float32) for r in per_layer[i]}
                 hidden, stats = calibrator.run(layer, hidden)
-                tensors = quantize_layer(layer, stats, groups, alpha, per_channel, per_token, int8_kv_cache, sq)
+                tensors = awq_quantize_layer(layer, stats, groups, group_size, awq_search, report) if awq else \
+                    quantize_layer(layer, stats, groups, alpha, per_channel, per_token, int8_kv_cache, sq)
                 for rel, dt, _shape, kind in plans[i]:
                     t = tensors[rel].to(dt)
                     for k, w in enumerate(writers):
@@ -168,7 +189,10 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
         hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
         write_manifest(tmp, "trtllm-checkpoint", hashes, source=ckpt.fingerprint(),
                        options={**asdict(options), "precision": precision, "sq_variant": sq_variant if sq else None,
-                                "smoothquant_alpha": alpha, "calibration": asdict(calib)},
+                                "smoothquant_alpha": alpha, "calibration": asdict(calib),
+                                **({"group_size": group_size, "awq_search": awq_search,
+                                    "awq_alpha": {k: [round(a, 3) for a, _, _ in v] for k, v in report.items()}}
+                                   if awq else {})},
                        model={"family": entry.family, "hf_architecture": entry.architecture,
                               "source_format": entry.source_format, "chatglm_version": spec.chatglm_version,
                               "num_params": spec.num_params(), "eos_token_ids": list(spec.eos_token_ids),

@@ -30,9 +30,10 @@ SQ_LINEARS = {
 }
 #: quant_algo values the reference emulates beyond weight-only (quantization/mode.py QuantAlgo).
 EMULATED_ALGOS = ("W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN",
-                  "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN")
+                  "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN", "W4A16_AWQ")
 _QUANT_SUFFIXES = ("per_channel_scale", "smoother", "act_scale", "scale_to_int", "quantization_scaling_factor",
-                   "kv_cache_scaling_factor", "kv_cache_rcp_scaling_factor")
+                   "kv_cache_scaling_factor", "kv_cache_rcp_scaling_factor", "weights_scaling_factor",
+                   "prequant_scaling_factor")
 
 
 def is_quant_tensor(name: str, tensor=None) -> bool:
@@ -42,12 +43,29 @@ def is_quant_tensor(name: str, tensor=None) -> bool:
     return name.rsplit(".", 1)[-1] in _QUANT_SUFFIXES
 
 
-def quant_merge_rule(name: str, geo, merge_qkv, merge_fc, merge_dim):
+def quant_merge_rule(name: str, cfg: dict, geo, merge_qkv, merge_fc, merge_dim):
     """Shard merge of the quantization tensors (None: the float rules of weights.py apply).
+
+    INT4-AWQ: packed weights are unpacked per rank first; group scales merge like their weight
+    (rows, or columns for row-parallel), pre-quant scales of row-parallel linears concatenate.
 
     (1, out) per_channel_scale vectors of column-parallel linears were split like their weight
     rows; row-parallel smoothers (1, in) like the weight columns; everything else is replicated.
     """
+    if (cfg.get("quantization") or {}).get("quant_algo") == "W4A16_AWQ":
+        from glmtrt.quant.awq import unpack_int4
+
+        lin = next((k for k in SQ_LINEARS if f".{k}." in name), None)
+        leaf = name.rsplit(".", 1)[-1]
+        if lin and leaf in ("weight", "weights_scaling_factor"):
+            prep = unpack_int4 if leaf == "weight" else (lambda t: t)
+            if lin == "attention.qkv":
+                return lambda sh: merge_qkv([prep(s) for s in sh], geo.num_heads, geo.num_kv_heads, geo.head_size)
+            if lin == "mlp.fc":
+                return lambda sh: merge_fc([prep(s) for s in sh])
+            return lambda sh: merge_dim([prep(s) for s in sh], 1)
+        if lin and leaf == "prequant_scaling_factor":
+            return (lambda sh: merge_dim(sh, 0)) if SQ_LINEARS[lin][1] else (lambda sh: sh[0])
     if name.endswith(".per_channel_scale") and (".attention.qkv." in name or ".mlp.fc." in name):
         def rows(shards, fn=merge_qkv if ".qkv." in name else merge_fc):
             if shards[0].shape[-1] == 1 and len(shards) > 1:         # per-tensor (1, 1): replicated
@@ -165,6 +183,8 @@ def prepare_quantized(config: dict, weights: dict) -> tuple[dict, dict[int, KVQu
                 raise GlmtrtError(f"checkpoint lacks {name}", expected=f"a scale per layer for {kv_algo} KV cache")
             kv[i] = KVQuant(float(weights.pop(name).float().reshape(-1)[0]), kv_algo)
             weights.pop(name.replace("kv_cache_scaling", "kv_cache_rcp_scaling"), None)
+    if algo == "W4A16_AWQ":
+        return _prepare_awq(config, weights), kv
     if algo not in SQ_ALGOS.values():
         return weights, kv
     _, per_token = sq_flags(algo)
@@ -190,11 +210,70 @@ def prepare_quantized(config: dict, weights: dict) -> tuple[dict, dict[int, KVQu
     return weights, kv
 
 
-class Recorder:
-    """A float linear that records max|input| and max|output| per channel (calibration)."""
+@dataclass
+class AWQLinear:
+    """W4A16 groupwise GEMM with pre-quant scale (WeightOnlyGroupwiseQuantLinear): the input is
+    multiplied by prequant_scaling_factor, the int4 weight dequantized as q * scale in the
+    activation dtype, the GEMM runs in that dtype; row-parallel ranks are summed."""
 
-    def __init__(self, weight, stats: dict, key: str):
-        self.weight, self.stats, self.key = weight, stats, key
+    weight: Any                # dequantized float32 [out, in]
+    pre_quant: Any             # [in]
+    tp_splits: int = 1
+    out_dtype: Any = None
+
+    @property
+    def shape(self):
+        return tuple(self.weight.shape)
+
+    def to(self, device=None, dtype=None) -> "AWQLinear":
+        dt = dtype or self.out_dtype or self.weight.dtype
+        return AWQLinear(self.weight.to(device=device, dtype=dt), self.pre_quant.to(device), self.tp_splits, dt)
+
+    def linear(self, x, bias):
+        import torch
+
+        x = (x * self.pre_quant.to(x.dtype)).to(x.dtype)
+        w = self.weight.to(x.dtype)
+        if self.tp_splits > 1:
+            parts = [torch.nn.functional.linear(xr, wr) for xr, wr in
+                     zip(x.chunk(self.tp_splits, -1), w.chunk(self.tp_splits, 1))]
+            y = parts[0]
+            for p in parts[1:]:
+                y = y + p
+        else:
+            y = torch.nn.functional.linear(x, w)
+        return y if bias is None else y + bias.to(y.dtype)
+
+
+def _prepare_awq(config: dict, weights: dict) -> dict:
+    import torch
+
+    from glmtrt.quant.awq import dequantize_groups
+
+    quant = config.get("quantization") or {}
+    group = int(quant.get("group_size") or 128)
+    tp = int((config.get("mapping") or {}).get("tp_size", 1))
+    dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(config.get("dtype"), torch.float32)
+    for i in range(int(config["num_hidden_layers"])):
+        for lin, (_, row_parallel) in SQ_LINEARS.items():
+            p = f"transformer.layers.{i}.{lin}."
+            try:
+                q, scale = weights.pop(p + "weight"), weights.pop(p + "weights_scaling_factor")
+                pqs = weights.pop(p + "prequant_scaling_factor")
+            except KeyError as exc:
+                raise GlmtrtError(f"INT4-AWQ checkpoint lacks {exc.args[0]}",
+                                  expected="weight + weights_scaling_factor + prequant_scaling_factor") from None
+            w = dequantize_groups(q, scale.to(dt), group).to(dt)     # the kernel dequantizes in the act dtype
+            weights[p + "weight"] = AWQLinear(w, pqs.to(dt).reshape(-1), tp if row_parallel else 1, dt)
+    return weights
+
+
+class Recorder:
+    """A float linear that records max|input| and max|output| per channel (calibration); with
+    keep > 0 also sum|input| per channel, the token count and the first `keep` input rows (AWQ)."""
+
+    def __init__(self, weight, stats: dict, key: str, keep: int = 0):
+        self.weight, self.stats, self.key, self.keep = weight, stats, key, keep
 
     @property
     def shape(self):
@@ -212,4 +291,14 @@ class Recorder:
             amax = t.detach().abs().reshape(-1, t.shape[-1]).amax(dim=0).float()
             k = (self.key, part)
             self.stats[k] = amax if k not in self.stats else torch.maximum(self.stats[k], amax)
+        if self.keep:
+            rows = x.detach().reshape(-1, x.shape[-1]).float()
+            k = (self.key, "xsum")
+            self.stats[k] = self.stats.get(k, 0) + rows.abs().sum(dim=0)
+            self.stats[(self.key, "n")] = self.stats.get((self.key, "n"), 0) + rows.shape[0]
+            kept = self.stats.get((self.key, "xs"))
+            have = 0 if kept is None else kept.shape[0]
+            if have < self.keep:
+                new = rows[: self.keep - have]
+                self.stats[(self.key, "xs")] = new if kept is None else torch.cat([kept, new])
         return y

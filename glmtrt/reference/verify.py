@@ -57,19 +57,24 @@ TOLERANCES = {
     # Gaussian models; real models differ: pass tolerance= to tighten or loosen).
     "int8-wo": Tolerance(atol=1e-2, rtol=7e-2, min_cosine=0.999, min_top1=0.85),
     "int4-wo": Tolerance(atol=1e-1, rtol=1.0, min_cosine=0.90, min_top1=0.50),
-    # SmoothQuant W8A8 (glmtrt.reference.qlinear emulates int8 x int8 GEMMs with the checkpoint's
-    # scales; +INT8 KV cache where the checkpoint has one). Measured worst on the tiny random models
-    # (fp16, seeds 0-4, both formats, tp 1/2, alpha 0.5, 8 x 32 calibration tokens, with and without
-    # INT8 KV): see tests/quant/test_sq_verify.py; bounds ~3x the worst observed.
-    "int8-sq": Tolerance(atol=1e-2, rtol=1.5e-1, min_cosine=0.998, min_top1=0.90),
-    "int8-kv": Tolerance(atol=1e-2, rtol=5e-2, min_cosine=0.999, min_top1=0.90),
-    "int8-sq-static": Tolerance(atol=1e-2, rtol=4e-1, min_cosine=0.98, min_top1=0.85),
+    # Calibrated precisions (glmtrt.reference.qlinear emulates the int8 x int8 SmoothQuant GEMMs,
+    # the INT8 KV cache and the W4A16 AWQ GEMM with the checkpoint's scales). Measured worst on
+    # the tiny random models (fp16, seeds 0-4, both formats, tp 1/2, alpha 0.5, 8 x 32 random-token
+    # calibration, different verify prompts), bounds ~3x the worst:
+    # per-token SQ (+/- INT8 KV): max_abs/scale 2.8e-2, cosine 0.99929, top-1 95.2%, KL 1.9e-4.
+    "int8-sq": Tolerance(atol=1e-2, rtol=9e-2, min_cosine=0.997, min_top1=0.85),
+    # static (per-tensor) activation scales clip what calibration did not see: 0.36, 0.921, 91.9%.
+    "int8-sq-static": Tolerance(atol=1e-2, rtol=1.0, min_cosine=0.75, min_top1=0.75),
+    # float16 weights + INT8 KV cache only: 9.0e-3, 0.99993, 99.2%, KL 6e-6.
+    "int8-kv": Tolerance(atol=1e-2, rtol=3e-2, min_cosine=0.9997, min_top1=0.95),
+    # INT4-AWQ group 16 on the tiny models (AWQ or RTN scales): cosine 0.967, top-1 79%; as int4-wo.
+    "int4-awq": Tolerance(atol=1e-1, rtol=1.0, min_cosine=0.90, min_top1=0.50),
 }
 _WEIGHT_ONLY_KEYS = {"W8A16": "int8-wo", "W4A16": "int4-wo",
                      "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN": "int8-sq",
                      "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN": "int8-sq",
                      "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN": "int8-sq-static",
-                     "W8A8_SQ_PER_TENSOR_PLUGIN": "int8-sq-static"}
+                     "W8A8_SQ_PER_TENSOR_PLUGIN": "int8-sq-static", "W4A16_AWQ": "int4-awq"}
 _PRECISION_ORDER = ("float32", "float16", "bfloat16")
 
 

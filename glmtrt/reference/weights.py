@@ -163,7 +163,7 @@ def merge_rule(name: str, cfg: dict, geo: Geometry) -> Callable[[list], object]:
     """How the shards of tensor `name` combine into the full tensor."""
     from glmtrt.reference.qlinear import quant_merge_rule
 
-    rule = quant_merge_rule(name, geo, merge_qkv, merge_fc, merge_dim)
+    rule = quant_merge_rule(name, cfg, geo, merge_qkv, merge_fc, merge_dim)
     if rule is not None:
         return rule
     if name.endswith("attention.qkv.weight") or name.endswith("attention.qkv.bias"):
