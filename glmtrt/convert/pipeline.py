@@ -61,6 +61,10 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                        chatglm_version: str | None = None, allow_pickle: bool = False,
                        force: bool = False, progress: bool = True) -> Path:
     """Convert an HF ChatGLM3/GLM-4 checkpoint at `src` into a TRT-LLM checkpoint at `out`."""
+    if quant in ("int8-sq", "int4-awq", "fp8") or kv_cache_dtype:
+        raise GlmtrtError(f"quant={quant} kv_cache_dtype={kv_cache_dtype} needs calibration",
+                          expected="int8-wo, int4-wo or no quant here",
+                          fix="use glmtrt.quant.convert_calibrated (`glmtrt convert --precision int8-sq|int4-awq`)")
     options = ConvertOptions(dtype, tp_size, quant, kv_cache_dtype, chatglm_version, allow_pickle)
     check_output_dir(out, force)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
