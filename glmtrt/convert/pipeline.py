@@ -56,6 +56,20 @@ def plan_conversion(src: str | Path, options: ConvertOptions):
     return ckpt, entry, spec, rows, ctx, shapes, config
 
 
+def write_checkpoint_meta(tmp: Path, config: dict, hashes: dict, ckpt, entry, spec, options: dict) -> None:
+    """config.json plus the manifest (sha256 of every file, source fingerprint, options, model facts)."""
+    import hashlib
+
+    cfg_path = tmp / "config.json"
+    cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
+    hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
+    write_manifest(tmp, "trtllm-checkpoint", hashes, source=ckpt.fingerprint(), options=options,
+                   model={"family": entry.family, "hf_architecture": entry.architecture,
+                          "source_format": entry.source_format, "chatglm_version": spec.chatglm_version,
+                          "num_params": spec.num_params(), "eos_token_ids": list(spec.eos_token_ids),
+                          "pad_token_id": spec.pad_token_id})
+
+
 def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float16", tp_size: int = 1,
                        quant: str | None = None, kv_cache_dtype: str | None = None,
                        chatglm_version: str | None = None, allow_pickle: bool = False,
@@ -88,18 +102,6 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
             for w in writers:
                 w.abort()
             raise
-        cfg_path = tmp / "config.json"
-        cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
-        import hashlib
-        hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
-        write_manifest(tmp, "trtllm-checkpoint", hashes,
-                       source=ckpt.fingerprint(),
-                       options=asdict(options),
-                       model={"family": entry.family, "hf_architecture": entry.architecture,
-                              "source_format": entry.source_format,
-                              "chatglm_version": spec.chatglm_version,
-                              "num_params": spec.num_params(),
-                              "eos_token_ids": list(spec.eos_token_ids),
-                              "pad_token_id": spec.pad_token_id})
+        write_checkpoint_meta(tmp, config, hashes, ckpt, entry, spec, asdict(options))
     log.info("wrote %s (%d rank file(s))", out, tp_size)
     return Path(out)

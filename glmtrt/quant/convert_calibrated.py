@@ -12,8 +12,6 @@ Tensor names / dtypes / shapes per variant are those of tensorrt_llm/models/chat
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -21,10 +19,9 @@ from pathlib import Path
 import torch
 
 from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
-from glmtrt.checkpoint.manifest import write_manifest
 from glmtrt.checkpoint.safetensors_stream import StreamingSafetensorsWriter
 from glmtrt.convert.mapping import materialize, shard_tensor
-from glmtrt.convert.pipeline import TORCH_DTYPES, ConvertOptions, plan_conversion
+from glmtrt.convert.pipeline import TORCH_DTYPES, ConvertOptions, plan_conversion, write_checkpoint_meta
 from glmtrt.errors import GlmtrtError
 from glmtrt.quant import smoothquant as SQ
 from glmtrt.quant.calibrate import CalibOptions, LayerCalibrator
@@ -184,18 +181,10 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
             for w in writers:
                 w.abort()
             raise
-        cfg_path = tmp / "config.json"
-        cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
-        hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
-        write_manifest(tmp, "trtllm-checkpoint", hashes, source=ckpt.fingerprint(),
-                       options={**asdict(options), "precision": precision, "sq_variant": sq_variant if sq else None,
-                                "smoothquant_alpha": alpha, "calibration": asdict(calib),
-                                **({"group_size": group_size, "awq_search": awq_search,
-                                    "awq_alpha": {k: [round(a, 3) for a, _, _ in v] for k, v in report.items()}}
-                                   if awq else {})},
-                       model={"family": entry.family, "hf_architecture": entry.architecture,
-                              "source_format": entry.source_format, "chatglm_version": spec.chatglm_version,
-                              "num_params": spec.num_params(), "eos_token_ids": list(spec.eos_token_ids),
-                              "pad_token_id": spec.pad_token_id})
+        write_checkpoint_meta(tmp, config, hashes, ckpt, entry, spec, {
+            **asdict(options), "precision": precision, "sq_variant": sq_variant if sq else None,
+            "smoothquant_alpha": alpha, "calibration": asdict(calib),
+            **({"group_size": group_size, "awq_search": awq_search,
+                "awq_alpha": {k: [round(a, 3) for a, _, _ in v] for k, v in report.items()}} if awq else {})})
     log.info("wrote %s (%d rank file(s))", out, tp_size)
     return Path(out)
