@@ -24,7 +24,7 @@ def text_lines() -> tuple[list[str], list[str]]:
     from glmtrt.quant.calib_data import builtin_prompts
     from glmtrt.tokenizer.tiny import corpus_lines
 
-    lines = [ln for ln in corpus_lines() + builtin_prompts() if ln.strip()]
+    lines = list(dict.fromkeys(ln for ln in corpus_lines() + builtin_prompts() if ln.strip()))   # no repeats
     held = lines[::10]
     return [ln for k, ln in enumerate(lines) if k % 10], held
 
