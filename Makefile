@@ -20,13 +20,16 @@ BENCH_DIR   ?= /tmp/glmtrt-bench
 BENCH_RUNS  ?= 3
 
 # PRECISION -> `glmtrt convert` flags (the quantization lives in the checkpoint, not in trtllm-build).
-CONVERT_FLAGS_fp16    := --dtype float16
-CONVERT_FLAGS_bf16    := --dtype bfloat16
-CONVERT_FLAGS_fp32    := --dtype float32
-CONVERT_FLAGS_int8-wo := --dtype float16 --quant int8-wo
-CONVERT_FLAGS_int4-wo := --dtype float16 --quant int4-wo
-CONVERT_FLAGS_w8a8    := --dtype float16 --quant w8a8
-CONVERT_FLAGS_fp8     := --dtype bfloat16 --quant fp8
+# Calibrated precisions take CALIB_FLAGS (e.g. CALIB_FLAGS="--calib-data prompts.jsonl --int8-kv-cache").
+CALIB_FLAGS ?=
+CONVERT_FLAGS_fp16     := --precision fp16
+CONVERT_FLAGS_bf16     := --precision bf16
+CONVERT_FLAGS_fp32     := --precision fp32
+CONVERT_FLAGS_int8-wo  := --precision int8-wo
+CONVERT_FLAGS_int4-wo  := --precision int4-wo
+CONVERT_FLAGS_int8-sq  := --precision int8-sq $(CALIB_FLAGS)
+CONVERT_FLAGS_int4-awq := --precision int4-awq $(CALIB_FLAGS)
+CONVERT_FLAGS_fp8      := --precision fp8 $(CALIB_FLAGS)
 CONVERT_FLAGS = $(CONVERT_FLAGS_$(PRECISION))
 SEQ_FLAG = $(if $(MAX_SEQ),--max-seq-len $(MAX_SEQ),)
 
@@ -36,12 +39,12 @@ HAVE_TRTLLM = $(shell command -v trtllm-build >/dev/null 2>&1 && echo yes)
 IN_CONTAINER = $(DOCKER) run --rm --gpus all --shm-size=2g --ulimit memlock=-1 --ulimit stack=67108864 \
 	-v "$(CURDIR)":/workspace -v "$(abspath $(MODEL))":/model:ro -w /workspace $(IMAGE)
 
-.PHONY: help install test demo plan convert engine engine-local image repo serve bench check-model check-precision
+.PHONY: help install test demo plan convert engine engine-local image repo serve bench quality check-model check-precision
 
 help: ## Show this help
 	@echo "glmtrt make targets (variables: MODEL=<hf dir> PRECISION=$(PRECISION) GPU=$(GPU) TP=$(TP))"
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
-	@echo "precisions: fp16 bf16 fp32 int8-wo int4-wo w8a8 fp8   GPUs: $(basename $(notdir $(wildcard glmtrt/build/profiles/*.json)))"
+	@echo "precisions: fp16 bf16 fp32 int8-wo int4-wo int8-sq int4-awq fp8   GPUs: $(basename $(notdir $(wildcard glmtrt/build/profiles/*.json)))"
 	@echo "example: make plan MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 	@echo "         make engine MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 
@@ -62,7 +65,7 @@ check-model:
 	@test -n "$(MODEL)" || { echo "error: set MODEL=<Hugging Face model dir>"; exit 2; }
 
 check-precision:
-	@test -n "$(CONVERT_FLAGS)" || { echo "error: unknown PRECISION=$(PRECISION) (fp16 bf16 fp32 int8-wo int4-wo w8a8 fp8)"; exit 2; }
+	@test -n "$(CONVERT_FLAGS)" || { echo "error: unknown PRECISION=$(PRECISION) (fp16 bf16 fp32 int8-wo int4-wo int8-sq int4-awq fp8)"; exit 2; }
 
 plan: check-model check-precision ## Does MODEL fit GPU at PRECISION/TP? (memory planner)
 	$(GLMTRT) plan $(MODEL) --gpu $(GPU) --precision $(PRECISION) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG)
@@ -78,6 +81,7 @@ engine: plan convert engine-local
 else
 engine: plan image ## plan + convert + build, in the GPU's container when TensorRT-LLM is not installed
 	$(IN_CONTAINER) make convert engine-local MODEL=/model PRECISION=$(PRECISION) GPU=$(GPU) TP=$(TP) \
+		CALIB_FLAGS="$(CALIB_FLAGS)" \
 		MAX_BATCH=$(MAX_BATCH) MAX_SEQ=$(MAX_SEQ) NAME=$(NAME) GLMTRT=glmtrt PYTHON=python3
 endif
 
@@ -89,6 +93,9 @@ repo: check-model ## Triton model repository for $(ENGINE) in $(REPO) (tokenizer
 
 serve: ## Serve $(REPO) with Triton
 	$(GLMTRT) serve $(REPO)
+
+quality: $(GLMTRT) ## Train the tiny GLM (CPU, minutes) and print the docs/QUANTIZATION.md quality table
+	$(VENV)/bin/python scripts/quant_quality.py --out build/quality
 
 bench: $(GLMTRT) ## Convert benchmark: 12.5 GB ChatGLM3-6B-shaped checkpoint, cp vs convert alternated (docs/BENCHMARKS.md)
 	$(VENV)/bin/python scripts/bench_convert.py --workdir $(BENCH_DIR) --runs $(BENCH_RUNS)

@@ -12,7 +12,7 @@ from glmtrt.cli_types import FRACTION, NON_NEGATIVE_INT32, POSITIVE_INT32
 
 log = logging.getLogger(__name__)
 
-_PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "w8a8", "fp8")
+_PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "int8-sq", "fp8", "int4-awq")
 
 
 def _workload_options(f):

@@ -13,7 +13,7 @@ from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object
 
 # TensorRT-LLM QuantAlgo names (tensorrt_llm/quantization/mode.py) -> glmtrt precision.
-_QUANT_TO_PRECISION = {"W8A16": "int8-wo", "W4A16": "int4-wo", "FP8": "fp8"}
+_QUANT_TO_PRECISION = {"W8A16": "int8-wo", "W4A16": "int4-wo", "FP8": "fp8", "W4A16_AWQ": "int4-awq"}
 _SQ_PREFIX = "W8A8_SQ_PER_CHANNEL"        # ..._PER_TENSOR_PLUGIN / _PER_TOKEN_PLUGIN variants, etc.
 _DTYPE_TO_PRECISION = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 _KV_ALGO = {None: "auto", "INT8": "int8", "FP8": "fp8"}
@@ -36,9 +36,9 @@ def precision_of(config: Mapping[str, Any]) -> tuple[str, str]:
     if algo in _QUANT_TO_PRECISION:
         return _QUANT_TO_PRECISION[algo], _KV_ALGO[kv_algo]
     if str(algo).startswith(_SQ_PREFIX) or str(algo).startswith("W8A8_SQ"):
-        return "w8a8", _KV_ALGO[kv_algo]
+        return "int8-sq", _KV_ALGO[kv_algo]
     raise GlmtrtError(f"quant_algo {algo!r} in the checkpoint is not one glmtrt builds",
-                      expected="null, W8A16, W4A16, W8A8_SQ_* or FP8")
+                      expected="null, W8A16, W4A16, W4A16_AWQ, W8A8_SQ_* or FP8")
 
 
 def dims_from_trtllm_config(cfg: Mapping[str, Any], name: str) -> ModelDims:

@@ -29,7 +29,7 @@ class EngineBuild:
     tp_size: int
     pp_size: int
     dtype: str                       # float16 | bfloat16 | float32 (model / plugin dtype)
-    precision: str                   # fp16 | bf16 | fp32 | int8-wo | int4-wo | w8a8 | fp8
+    precision: str                   # fp16 | bf16 | fp32 | int8-wo | int4-wo | int8-sq | fp8
     kv_cache_dtype: str              # auto | int8 | fp8
     quant: Mapping[str, Any]         # {"quant_algo", "kv_cache_quant_algo"} from the checkpoint
     paged_kv_cache: bool

@@ -32,13 +32,18 @@ MiB = 1024 ** 2
 
 #: Bytes per weight of a linear layer, and whether a per-output-channel scale (fp16) is stored.
 WEIGHT_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8-wo": 1.0, "int4-wo": 0.5,
-                "w8a8": 1.0, "fp8": 1.0}
-_PER_CHANNEL_SCALES = {"int8-wo", "int4-wo", "w8a8"}
+                "int8-sq": 1.0, "fp8": 1.0, "int4-awq": 0.5}
+#: Bytes of the per-output-channel scale: fp16 for weight-only (per_channel_scale in the activation
+#: dtype), float32 for SmoothQuant (quantization/layers.py SmoothQuantLinear.per_channel_scale).
+_PER_CHANNEL_SCALES = {"int8-wo": 2, "int4-wo": 2, "int8-sq": 4}
+#: AWQ: one fp16 scale per output channel per group of AWQ_GROUP input channels
+#: (quantization/layers.py WeightOnlyGroupwiseQuantLinear.weights_scaling_factor (in/group, out)).
+AWQ_GROUP = 128
 #: Model dtype bytes (embedding, lm_head, norms, activations) per precision.
-BASE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-wo": 2, "int4-wo": 2, "w8a8": 2, "fp8": 2}
+BASE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-wo": 2, "int4-wo": 2, "int8-sq": 2, "fp8": 2, "int4-awq": 2}
 KV_BYTES = {"int8": 1, "fp8": 1}
 #: Lower-memory precisions tried, in order, when suggesting alternatives.
-_SMALLER = ("int8-wo", "fp8", "w8a8", "int4-wo")
+_SMALLER = ("int8-wo", "fp8", "int8-sq", "int4-wo", "int4-awq")
 DEFAULT_MAX_NUM_TOKENS = 8192   # BuildConfig.max_num_tokens default in TensorRT-LLM 1.2
 
 
@@ -153,7 +158,9 @@ def weight_bytes(dims: ModelDims, precision: str, tp_size: int = 1) -> int:
     base = BASE_BYTES[precision]
     linear = dims.linear_params() / tp_size * WEIGHT_BYTES[precision]
     if precision in _PER_CHANNEL_SCALES:
-        linear += dims.linear_out_channels() / tp_size * 2
+        linear += dims.linear_out_channels() / tp_size * _PER_CHANNEL_SCALES[precision]
+    if precision == "int4-awq":
+        linear += dims.linear_params() / AWQ_GROUP / tp_size * 2
     h = dims.hidden_size
     embedding = dims.vocab_size * h * base                 # replicated on every rank
     lm_head = dims.vocab_size * h * base / tp_size

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from glmtrt.errors import GlmtrtError
 
 #: Precision names used across the project (convert --quant / --dtype map onto these).
-PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "w8a8", "fp8")
+PRECISIONS = ("fp16", "bf16", "fp32", "int8-wo", "int4-wo", "int8-sq", "fp8", "int4-awq")
 #: KV-cache dtypes: "auto" = the model dtype, or a quantized cache.
 KV_CACHE_DTYPES = ("auto", "int8", "fp8")
 

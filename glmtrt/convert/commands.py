@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-
-
 log = logging.getLogger("glmtrt.convert")
 
 _GIB = 1024 ** 3
@@ -65,36 +63,98 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
         click.echo(f"{k:<{width}}  {v}")
 
 
+#: --precision NAME (the names of plan, build and make PRECISION=) -> (default dtype, quant).
+PRECISIONS = {"fp16": ("float16", None), "bf16": ("bfloat16", None), "fp32": ("float32", None),
+              "int8-wo": ("float16", "int8-wo"), "int4-wo": ("float16", "int4-wo"),
+              "int8-sq": ("float16", "int8-sq"), "fp8": ("bfloat16", "fp8"), "int4-awq": ("float16", "int4-awq")}
+_NOT_YET = ("fp8",)
+
+
 @click.command("convert")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output TensorRT-LLM checkpoint directory (e.g. convert/chatglm3-6b-fp16).")
-@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
-              show_default=True, help="Activation/weight dtype of the checkpoint.")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
+              help="fp16 bf16 fp32 (float), int8-wo int4-wo (weight-only, quantized by trtllm-build), "
+                   "int8-sq (SmoothQuant W8A8) and int4-awq (AWQ W4A16), calibrated here; fp8: not implemented yet.")
+@click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "int8-sq", "fp8", "int4-awq"]), default=None,
+              help="Alias of --precision for the quantized precisions.")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
+              help="Activation/weight dtype (default: the precision's, float16).")
 @click.option("--tp-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Tensor-parallel ranks (one rank{N}.safetensors each).")
-@click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "w8a8", "fp8"]), default=None,
-              help="int8-wo/int4-wo: weight-only (TensorRT-LLM quantizes the fp16 weights at engine build). "
-                   "w8a8 (SmoothQuant) and fp8 need calibration: not implemented yet.")
+@click.option("--smoothquant-alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="int8-sq migration strength in [0, 1].")
+@click.option("--sq-variant", type=click.Choice(["per-channel-per-token", "per-channel-per-tensor",
+                                                 "per-tensor-per-token", "per-tensor"]),
+              default="per-channel-per-token", show_default=True,
+              help="int8-sq weight scales (per channel / tensor) and activation scales (dynamic per token / static).")
+@click.option("--group-size", type=click.Choice(["64", "128"]), default="128", show_default=True,
+              help="int4-awq: input channels per weight scale.")
+@click.option("--awq-search/--no-awq-search", default=True, show_default=True,
+              help="int4-awq: search the AWQ activation-aware scales (off: round-to-nearest groupwise INT4).")
+@click.option("--int8-kv-cache", is_flag=True, help="INT8 KV cache (calibrated kv_cache_scaling_factor).")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None,
+              help="Calibration texts: .jsonl ({\"text\"} or {\"input_ids\"} per line) or .txt (one per line). "
+                   "Default: the built-in Chinese + English prompts.")
+@click.option("--calib-dataset", default=None, help="A `datasets` dataset name with a 'text' column (online only).")
+@click.option("--calib-samples", type=click.IntRange(min=1, max=4096), default=64, show_default=True)
+@click.option("--calib-seq-len", type=click.IntRange(min=1, max=32768), default=512, show_default=True)
+@click.option("--calib-seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Calibration device: cpu or cuda.")
 @click.option("--kv-cache-dtype", type=click.Choice(["int8", "fp8"]), default=None, hidden=True)
 @click.option("--chatglm-version", type=click.Choice(["chatglm3", "glm4"]), default=None)
 @click.option("--allow-pickle", is_flag=True, help="Read pickle .bin weights (torch.load weights_only=True).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def convert_cmd(model_dir: Path, output: Path, dtype: str, tp_size: int, quant: str | None,
-                kv_cache_dtype: str | None, chatglm_version: str | None, allow_pickle: bool, force: bool,
-                no_progress: bool) -> None:
+def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str | None, dtype: str | None,
+                tp_size: int, smoothquant_alpha: float, sq_variant: str, group_size: str, awq_search: bool,
+                int8_kv_cache: bool,
+                calib_data: Path | None, calib_dataset: str | None, calib_samples: int, calib_seq_len: int,
+                calib_seed: int, device: str, kv_cache_dtype: str | None, chatglm_version: str | None,
+                allow_pickle: bool, force: bool, no_progress: bool) -> None:
     """Convert an HF ChatGLM3/GLM-4 checkpoint into a TensorRT-LLM 1.2.x checkpoint."""
+    from glmtrt.errors import GlmtrtError
+
+    if precision and quant and PRECISIONS[precision][1] != quant:
+        raise GlmtrtError(f"--precision {precision} and --quant {quant} disagree", expected="one of them")
+    precision = precision or quant or {"bfloat16": "bf16", "float32": "fp32"}.get(dtype or "", "fp16")
+    default_dtype, q = PRECISIONS[precision]
+    dtype = dtype or default_dtype
+    if precision in _NOT_YET:
+        raise GlmtrtError(f"--precision {precision} is not implemented yet",
+                          expected="fp16, bf16, fp32, int8-wo, int4-wo, int8-sq or int4-awq",
+                          fix="use int8-sq (SmoothQuant W8A8) or a weight-only precision for now")
+    if kv_cache_dtype == "fp8":
+        raise GlmtrtError("--kv-cache-dtype fp8 is not implemented yet", expected="--int8-kv-cache")
+    int8_kv_cache = int8_kv_cache or kv_cache_dtype == "int8"
+    if not 0.0 <= smoothquant_alpha <= 1.0:
+        raise GlmtrtError(f"--smoothquant-alpha {smoothquant_alpha}", expected="a value in [0, 1]")
+    if q in ("int8-wo", "int4-wo") and int8_kv_cache:
+        raise GlmtrtError(f"--int8-kv-cache with {precision}", expected="a float precision or int8-sq",
+                          fix="weight-only checkpoints are quantized at build; use int8-sq for a calibrated KV cache")
+    if precision in ("int8-sq", "int4-awq") or int8_kv_cache:
+        from glmtrt.models.registry import load_model
+        from glmtrt.quant.calibrate import CalibOptions
+        from glmtrt.quant.convert_calibrated import convert_calibrated
+
+        entry, _ = load_model(model_dir, chatglm_version)
+        calib = CalibOptions(calib_samples, calib_seq_len, calib_seed, device=device,
+                             calib_data=str(calib_data) if calib_data else None, calib_dataset=calib_dataset)
+        log.info("convert %s -> %s precision=%s dtype=%s tp_size=%d alpha=%g variant=%s int8_kv=%s calib=%s",
+                 model_dir, output, precision, dtype, tp_size, smoothquant_alpha, sq_variant, int8_kv_cache, calib)
+        out = convert_calibrated(model_dir, output, smoothing_groups=entry.smoothing_groups, dtype=dtype,
+                                 tp_size=tp_size, precision=precision, sq_variant=sq_variant,
+                                 alpha=smoothquant_alpha, int8_kv_cache=int8_kv_cache, calib=calib,
+                                 group_size=int(group_size), awq_search=awq_search,
+                                 chatglm_version=chatglm_version, allow_pickle=allow_pickle, force=force,
+                                 progress=not no_progress)
+        click.echo(f"wrote {out}")
+        return
     from glmtrt.convert.pipeline import convert_checkpoint
 
-    if kv_cache_dtype or quant in ("w8a8", "fp8"):
-        from glmtrt.errors import GlmtrtError
-        what = f"--quant {quant}" if quant in ("w8a8", "fp8") else f"--kv-cache-dtype {kv_cache_dtype}"
-        raise GlmtrtError(f"{what} needs calibration scales, which glmtrt does not compute yet",
-                          expected="--quant int8-wo or int4-wo (no calibration), or no --quant",
-                          fix="use a weight-only precision for now (PRECISION=int8-wo / int4-wo)")
-    log.info("convert %s -> %s dtype=%s tp_size=%d quant=%s", model_dir, output, dtype, tp_size, quant or "none")
-    out = convert_checkpoint(model_dir, output, dtype=dtype, tp_size=tp_size, quant=quant,
+    log.info("convert %s -> %s precision=%s dtype=%s tp_size=%d", model_dir, output, precision, dtype, tp_size)
+    out = convert_checkpoint(model_dir, output, dtype=dtype, tp_size=tp_size, quant=q,
                              chatglm_version=chatglm_version, allow_pickle=allow_pickle, force=force,
                              progress=not no_progress)
     click.echo(f"wrote {out}")

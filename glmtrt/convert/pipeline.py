@@ -85,6 +85,18 @@ def plan_conversion(src: str | Path, options: ConvertOptions):
     return ckpt, entry, spec, rows, ctx, shapes, config
 
 
+def write_checkpoint_meta(tmp: Path, config: dict, hashes: dict, ckpt, entry, spec, options: dict) -> None:
+    """config.json plus the manifest (sha256 of every file, source fingerprint, options, model facts)."""
+    cfg_path = tmp / "config.json"
+    cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
+    hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
+    write_manifest(tmp, "trtllm-checkpoint", hashes, source=ckpt.fingerprint(), options=options,
+                   model={"family": entry.family, "hf_architecture": entry.architecture,
+                          "source_format": entry.source_format, "chatglm_version": spec.chatglm_version,
+                          "num_params": spec.num_params(), "eos_token_ids": list(spec.eos_token_ids),
+                          "pad_token_id": spec.pad_token_id})
+
+
 def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float16", tp_size: int = 1,
                        quant: str | None = None, kv_cache_dtype: str | None = None,
                        chatglm_version: str | None = None, allow_pickle: bool = False,
@@ -94,6 +106,10 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
 
     `window_bytes` bounds the tensor bytes held in memory at once (all rank files together).
     """
+    if quant in ("int8-sq", "int4-awq", "fp8") or kv_cache_dtype:
+        raise GlmtrtError(f"quant={quant} kv_cache_dtype={kv_cache_dtype} needs calibration",
+                          expected="int8-wo, int4-wo or no quant here",
+                          fix="use glmtrt.quant.convert_calibrated (`glmtrt convert --precision int8-sq|int4-awq`)")
     options = ConvertOptions(dtype, tp_size, quant, kv_cache_dtype, chatglm_version, allow_pickle)
     check_output_dir(out, force)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
@@ -126,18 +142,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                 w.abort()
             raise
         log.debug("peak bytes in memory %d (window %d)", memory.peak, window_bytes)
-        cfg_path = tmp / "config.json"
-        cfg_path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
-        hashes["config.json"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
-        write_manifest(tmp, "trtllm-checkpoint", hashes,
-                       source=ckpt.fingerprint(),
-                       options=asdict(options),
-                       model={"family": entry.family, "hf_architecture": entry.architecture,
-                              "source_format": entry.source_format,
-                              "chatglm_version": spec.chatglm_version,
-                              "num_params": spec.num_params(),
-                              "eos_token_ids": list(spec.eos_token_ids),
-                              "pad_token_id": spec.pad_token_id})
+        write_checkpoint_meta(tmp, config, hashes, ckpt, entry, spec, asdict(options))
     log.info("wrote %s (%d rank file(s))", out, tp_size)
     return Path(out)
 

@@ -27,12 +27,14 @@ class FamilyEntry:
     global_rows: Callable[[Any], list]
     ignored: tuple[str, ...]
     trtllm_config: Callable[..., dict]
+    smoothing_groups: Callable[[Any], tuple] | None = None   # calibrated quantization (glmtrt.quant)
 
 
 def _chatglm(arch: str, fmt: str, description: str) -> FamilyEntry:
     spec_fn = chatglm.spec_from_chatglm_config if fmt == "chatglm" else chatglm.spec_from_glm_config
     return FamilyEntry(arch, "chatglm", fmt, description, spec_fn, chatglm.layer_rows,
-                       chatglm.global_rows, chatglm.IGNORED[fmt], chatglm.trtllm_config)
+                       chatglm.global_rows, chatglm.IGNORED[fmt], chatglm.trtllm_config,
+                       chatglm.smoothing_groups)
 
 
 REGISTRY: dict[str, FamilyEntry] = {e.architecture: e for e in (

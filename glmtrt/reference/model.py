@@ -53,6 +53,7 @@ class _Layer:
     fc_b: object
     proj_w: object
     proj_b: object
+    kv_scale: object = None      # INT8/FP8 KV cache: glmtrt.reference.qlinear.KVQuant
 
 
 def rope_gptj_inv_freq(rotary_dim: int, base: float):
@@ -133,6 +134,9 @@ class ReferenceModel:
                 return None
             return t.to(device=self.device, dtype=self.dtype)
 
+        from glmtrt.reference.qlinear import prepare_quantized
+
+        weights, kv_quant = prepare_quantized(config, weights)   # quantized linears -> emulating objects
         self.embedding = w("transformer.vocab_embedding.weight")
         self.layers = []
         for i in range(geo.num_layers):
@@ -143,7 +147,7 @@ class ReferenceModel:
                 w(p + "attention.dense.weight"), w(p + "attention.dense.bias", False),
                 w(p + "post_layernorm.weight"), w(p + "post_layernorm.bias", False),
                 w(p + "mlp.fc.weight"), w(p + "mlp.fc.bias", False),
-                w(p + "mlp.proj.weight"), w(p + "mlp.proj.bias", False)))
+                w(p + "mlp.proj.weight"), w(p + "mlp.proj.bias", False), kv_quant.get(i)))
         self.ln_f_w, self.ln_f_b = w("transformer.ln_f.weight"), w("transformer.ln_f.bias", False)
         lm_head = w("lm_head.weight", required=False)
         self.lm_head = lm_head if lm_head is not None else self.embedding  # share_embedding_table
@@ -195,6 +199,8 @@ class ReferenceModel:
         """
         import torch
 
+        if hasattr(weight, "linear"):       # quantized emulation / calibration recorder (qlinear.py)
+            return weight.linear(x, bias)
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         padded = -(-rows // 4) * 4
         if rows >= ROW_BLOCK or rows == padded:
@@ -240,10 +246,14 @@ class ReferenceModel:
         import torch
 
         q, k, v = self._qkv(layer, x, cos, sin)
+        # INT8/FP8 KV cache: the cache holds quantized K/V; this step attends to its own K/V unquantized
+        # (the context FMHA and the generation kernel use the qkv GEMM output for the current token).
+        new_kv = (k, v) if layer.kv_scale is None else layer.kv_scale.cache(k, v)
         if past_kv is not None:
             k = torch.cat((past_kv[0], k), dim=2)
             v = torch.cat((past_kv[1], v), dim=2)
-        return self._linear(self._sdpa(q, k, v, positions), layer.dense_w, layer.dense_b), (k, v)
+            new_kv = (torch.cat((past_kv[0], new_kv[0]), dim=2), torch.cat((past_kv[1], new_kv[1]), dim=2))
+        return self._linear(self._sdpa(q, k, v, positions), layer.dense_w, layer.dense_b), new_kv
 
     def _mlp(self, layer: _Layer, x):
         import torch
@@ -262,12 +272,35 @@ class ReferenceModel:
 
         h = torch.nn.functional.embedding(ids, self.embedding)
         for i, layer in enumerate(self.layers):
-            normed = self._norm(h, layer.ln1_w, layer.ln1_b)
-            h = (normed if self.post_ln_residual else h) + attend(i, layer, normed)
-            normed = self._norm(h, layer.ln2_w, layer.ln2_b)
-            h = (normed if self.post_ln_residual else h) + self._mlp(layer, normed)
+            h = self._block(layer, h, lambda normed, i=i, layer=layer: attend(i, layer, normed))
         h = self._norm(h, self.ln_f_w, self.ln_f_b)
         return self._linear(h, self.lm_head, None).float()
+
+    def _block(self, layer: _Layer, h, attend):
+        """One ChatGLMDecoderLayer around `attend(normed) -> attention output`."""
+        normed = self._norm(h, layer.ln1_w, layer.ln1_b)
+        h = (normed if self.post_ln_residual else h) + attend(normed)
+        normed = self._norm(h, layer.ln2_w, layer.ln2_b)
+        return (normed if self.post_ln_residual else h) + self._mlp(layer, normed)
+
+    def rotary(self, start: int, t: int):
+        """(positions, cos, sin) of t tokens starting at position `start` (layer-by-layer calibration)."""
+        import torch
+
+        positions = torch.arange(start, start + t, device=self.device)
+        cos, sin = self._rope(positions)
+        return positions, cos, sin
+
+    def decoder_layer(self, layer: _Layer, h, cos, sin, past_kv, positions):
+        """One decoder layer alone: (new hidden states, this layer's (k, v) cache)."""
+        kv = []
+
+        def attend(normed):
+            out, new = self._attention(layer, normed, cos, sin, past_kv, positions)
+            kv.append(new)
+            return out
+
+        return self._block(layer, h, attend), kv[0]
 
     def forward(self, input_ids, past=None):
         """Logits float32 [B, T, V] for input_ids [B, T] continuing after `past` (None = fresh).
@@ -318,7 +351,8 @@ class ReferenceModel:
 
             def attend(i, layer, normed):
                 q, k, v = self._qkv(layer, normed, cos, sin)
-                cache.k[i, :, :t], cache.v[i, :, :t] = k[0], v[0]
+                kq, vq = (k, v) if layer.kv_scale is None else layer.kv_scale.cache(k, v)
+                cache.k[i, :, :t], cache.v[i, :, :t] = kq[0], vq[0]
                 return self._linear(self._sdpa(q, k, v, positions), layer.dense_w, layer.dense_b)
 
             logits = self._stack(ids, attend)
@@ -343,10 +377,12 @@ class ReferenceModel:
 
             def attend(i, layer, normed):
                 q, k, v = self._qkv(layer, normed, cos, sin)
+                kq, vq = (k, v) if layer.kv_scale is None else layer.kv_scale.cache(k, v)
                 outs = []
                 for b, (n, c) in enumerate(zip(lengths, caches)):
-                    c.k[i, :, n], c.v[i, :, n] = k[b, :, 0], v[b, :, 0]
+                    c.k[i, :, n], c.v[i, :, n] = k[b, :, 0], v[b, :, 0]     # this step: unquantized
                     outs.append(self._sdpa(q[b:b + 1], c.k[i, None, :, :n + 1], c.v[i, None, :, :n + 1], None))
+                    c.k[i, :, n], c.v[i, :, n] = kq[b, :, 0], vq[b, :, 0]   # later steps read it quantized
                 return self._linear(torch.cat(outs), layer.dense_w, layer.dense_b)
 
             logits = self._stack(ids, attend)

@@ -25,6 +25,7 @@ from typing import Callable
 from glmtrt.checkpoint.trtllm_config import decoder_dims
 from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object
+from glmtrt.reference.qlinear import is_quant_tensor
 from glmtrt.quant.weight_only import WEIGHT_ONLY_BITS, fake_quantize, is_quantized_weight
 
 log = logging.getLogger(__name__)
@@ -71,15 +72,16 @@ def read_checkpoint_config(ckpt_dir: str | Path) -> dict:
             fix="convert with --pp-size 1 for verification",
         )
     quant = cfg.get("quantization") or {}
-    if quant.get("quant_algo") and quant["quant_algo"] not in WEIGHT_ONLY_BITS:
+    from glmtrt.reference.qlinear import EMULATED_ALGOS
+
+    if quant.get("quant_algo") and quant["quant_algo"] not in WEIGHT_ONLY_BITS \
+            and quant["quant_algo"] not in EMULATED_ALGOS:
         raise GlmtrtError(
             f"checkpoint is quantized with quant_algo={quant['quant_algo']}",
-            expected="float32/float16/bfloat16 weights, or weight-only W8A16 / W4A16",
-            fix="the reference emulates weight-only quantization only",
+            expected="float32/float16/bfloat16 weights, weight-only W8A16 / W4A16 or one of "
+                     + ", ".join(EMULATED_ALGOS),
+            fix="the reference emulates these quantization formats only",
         )
-    if quant.get("kv_cache_quant_algo"):
-        log.warning("kv_cache_quant_algo=%s ignored: the reference keeps its KV cache in the compute dtype",
-                    quant["kv_cache_quant_algo"])
     pos = cfg.get("position_embedding_type", "rope_gptj")
     if pos != "rope_gptj":
         raise GlmtrtError(f"position_embedding_type {pos!r} is not supported",
@@ -159,6 +161,11 @@ def take_first(shards: list):
 
 def merge_rule(name: str, cfg: dict, geo: Geometry) -> Callable[[list], object]:
     """How the shards of tensor `name` combine into the full tensor."""
+    from glmtrt.reference.qlinear import quant_merge_rule
+
+    rule = quant_merge_rule(name, cfg, geo, merge_qkv, merge_fc, merge_dim)
+    if rule is not None:
+        return rule
     if name.endswith("attention.qkv.weight") or name.endswith("attention.qkv.bias"):
         return lambda s: merge_qkv(s, geo.num_heads, geo.num_kv_heads, geo.head_size)
     if name.endswith("mlp.fc.weight") or name.endswith("mlp.fc.bias"):
@@ -207,7 +214,7 @@ def load_merged_weights(ckpt_dir: str | Path, dtype=None) -> tuple[dict, dict]:
         full = merge_rule(name, cfg, geo)(shards)
         if name == "lm_head.weight":
             full = full[: geo.vocab_size]
-        if tdtype is not None and full.is_floating_point():
+        if tdtype is not None and full.is_floating_point() and not is_quant_tensor(name, full):
             full = full.to(tdtype)
         weights[name] = full.contiguous()
         del shards

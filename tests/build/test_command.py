@@ -162,7 +162,7 @@ def test_precision_of_checkpoint_config():
     assert precision_of({"dtype": "bfloat16", "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}}) \
         == ("fp8", "fp8")
     assert precision_of({"dtype": "float16", "quantization": {"quant_algo": "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN",
-                                                              "kv_cache_quant_algo": "INT8"}}) == ("w8a8", "int8")
+                                                              "kv_cache_quant_algo": "INT8"}}) == ("int8-sq", "int8")
     assert precision_of({"dtype": "float16", "quantization": {"quant_algo": "W4A16"}})[0] == "int4-wo"
     with pytest.raises(GlmtrtError, match="W4A16_AWQ"):
         precision_of({"dtype": "float16", "quantization": {"quant_algo": "W4A16_AWQ"}})

@@ -88,7 +88,7 @@ def test_weights_alone_too_big_is_explained():
 
 def test_unsupported_precision_and_kv_dtype_refused():
     t4 = load_profile("t4")
-    for prec in ("bf16", "w8a8", "fp8"):
+    for prec in ("bf16", "int8-sq", "fp8"):
         with pytest.raises(GlmtrtError, match="not supported on t4"):
             plan_memory(CHATGLM3, t4, prec)
     with pytest.raises(GlmtrtError, match="KV-cache dtype fp8"):

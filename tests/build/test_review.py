@@ -45,7 +45,7 @@ def _cmd(gpu, ck, wl=None):
 @pytest.mark.parametrize("precision,dtype,kv,paged", [
     ("fp16", "float16", "int8", "disable"),     # builder.py: int8 KV + paged context FMHA -> RuntimeError
     ("int8-wo", "float16", "int8", "disable"),
-    ("w8a8", "float16", "int8", "disable"),
+    ("int8-sq", "float16", "int8", "disable"),
     ("fp16", "float16", "fp8", "disable"),      # fp8 KV without FP8 quantization -> RuntimeError
     ("bf16", "bfloat16", "fp8", "disable"),
     ("fp8", "bfloat16", "fp8", "enable"),       # the FP8 workflow keeps it
@@ -71,7 +71,7 @@ def test_fp8_gemm_plugin_disabled_on_1_2():
     assert args["--gemm_plugin"] == "disable"          # not the model dtype: FP8 GEMMs go through TRT
     assert args["--gpt_attention_plugin"] == "bfloat16"
     assert args["--use_fp8_context_fmha"] == "enable"
-    for prec, dt in (("fp16", "float16"), ("bf16", "bfloat16"), ("int8-wo", "float16"), ("w8a8", "float16")):
+    for prec, dt in (("fp16", "float16"), ("bf16", "bfloat16"), ("int8-wo", "float16"), ("int8-sq", "float16")):
         assert _args(_cmd("rtx4090", _ck(prec, dt)))["--gemm_plugin"] == dt
 
 

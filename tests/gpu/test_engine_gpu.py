@@ -25,7 +25,10 @@ CASES = {
     "fp32": (dict(dtype="float32"), 0.01, 16),
     "int8-wo": (dict(dtype="float16", quant="int8-wo"), 0.5, 4),
     "int4-wo": (dict(dtype="float16", quant="int4-wo"), 2.0, 1),
-    "w8a8": (dict(dtype="float16", quant="w8a8"), 2.0, 1),
+    # calibrated (glmtrt.quant.convert_calibrated): the reference emulates their kernels
+    "int8-sq": (dict(dtype="float16", precision="int8-sq"), 2.0, 1),
+    "int8-sq+kv": (dict(dtype="float16", precision="int8-sq", int8_kv_cache=True), 2.0, 1),
+    "int4-awq": (dict(dtype="float16", precision="int4-awq", group_size=64), 2.0, 1),
     "fp8": (dict(dtype="bfloat16", quant="fp8"), 2.0, 1),
 }
 PROMPT = [5, 17, 42, 9, 64, 3, 77, 31]
@@ -46,9 +49,24 @@ def _engine(tmp_path, hf_dir, precision, tp=1):
     from glmtrt.build.planner import Workload
     from glmtrt.convert.pipeline import convert_checkpoint
 
-    kw = CASES[precision][0]
+    kw = dict(CASES[precision][0])
     try:
-        ckpt = convert_checkpoint(hf_dir, tmp_path / f"ckpt-{precision}", tp_size=tp, progress=False, **kw)
+        if "precision" in kw:
+            import json
+
+            from glmtrt.models.chatglm.smoothing import smoothing_groups
+            from glmtrt.quant.calibrate import CalibOptions
+            from glmtrt.quant.convert_calibrated import convert_calibrated
+
+            data = tmp_path / "calib.jsonl"
+            g = torch.Generator().manual_seed(0)
+            data.write_text("".join(json.dumps({"input_ids": torch.randint(0, 256, (64,), generator=g).tolist()})
+                                    + "\n" for _ in range(16)), encoding="utf-8")
+            ckpt = convert_calibrated(hf_dir, tmp_path / f"ckpt-{precision}", smoothing_groups=smoothing_groups,
+                                      tp_size=tp, progress=False, calib=CalibOptions(16, 64, 0, calib_data=str(data)),
+                                      **kw)
+        else:
+            ckpt = convert_checkpoint(hf_dir, tmp_path / f"ckpt-{precision}", tp_size=tp, progress=False, **kw)
     except Exception as exc:                      # quantized conversion not implemented yet
         pytest.skip(f"convert --quant {kw.get('quant')} unavailable: {exc}")
     major, minor = torch.cuda.get_device_capability()
@@ -77,7 +95,7 @@ def test_engine_matches_reference(tmp_path, hf_dir, precision):
 
     ckpt, engine_dir = _engine(tmp_path, hf_dir, precision)
     man = read_engine_manifest(engine_dir)
-    assert man.build.precision == precision and (engine_dir / "rank0.engine").is_file()
+    assert man.build.precision == precision.split("+")[0] and (engine_dir / "rank0.engine").is_file()
     ref = ReferenceModel.from_checkpoint(ckpt, device="cpu", dtype=torch.float32)
     ref_logits, _ = ref.forward(torch.tensor([PROMPT]))
     n_new, tol = 16, CASES[precision][1]

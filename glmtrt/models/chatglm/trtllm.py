@@ -29,6 +29,9 @@ QUANT_ALGOS = {
     None: None,
     "int8-wo": "W8A16",
     "int4-wo": "W4A16",
+    # calibrated (glmtrt.quant.convert_calibrated); --sq-variant picks the other W8A8_SQ_* plugins
+    "int8-sq": "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN",
+    "int4-awq": "W4A16_AWQ",    # + group_size / pre_quant_scale / exclude_modules set by convert_calibrated
 }
 KV_CACHE_ALGOS = {None: None, "int8": "INT8", "fp8": "FP8"}
 
@@ -38,7 +41,7 @@ def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = Non
     if quant not in QUANT_ALGOS:
         raise GlmtrtError(f"unsupported --quant '{quant}'",
                           expected="one of: " + ", ".join(q for q in QUANT_ALGOS if q),
-                          fix="SmoothQuant (w8a8) and FP8 need calibration and are not implemented yet")
+                          fix="fp8 is not implemented yet")
     if kv_cache_dtype not in KV_CACHE_ALGOS:
         raise GlmtrtError(f"unsupported --kv-cache-dtype '{kv_cache_dtype}'",
                           expected="one of: " + ", ".join(k for k in KV_CACHE_ALGOS if k))
