@@ -83,7 +83,7 @@ _NOT_YET = ("fp8",)
               help="Activation/weight dtype (default: the precision's, float16).")
 @click.option("--tp-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Tensor-parallel ranks (one rank{N}.safetensors each).")
-@click.option("--smoothquant-alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+@click.option("--smoothquant-alpha", type=float, default=0.5, show_default=True,
               help="int8-sq migration strength in [0, 1].")
 @click.option("--sq-variant", type=click.Choice(["per-channel-per-token", "per-channel-per-tensor",
                                                  "per-tensor-per-token", "per-tensor"]),
