@@ -25,6 +25,8 @@ from glmtrt.errors import GlmtrtError
 
 #: Bytes read per hashing step of a file range (small enough to stay in the CPU cache).
 HASH_READ = 1 << 20
+#: Bytes checked for NaN/Inf per numpy step (its temporaries: this plus a quarter of it, per file).
+FINITE_STEP = 128 << 10
 #: Largest single copy_file_range / fallback copy step.
 COPY_STEP = 64 << 20
 _NO_CFR = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
@@ -47,12 +49,13 @@ def count_nonfinite(data, dtype: str) -> int:
 
     if dtype == "float8_e4m3fn":
         a = np.frombuffer(data, dtype=np.uint8)
-        return int(np.count_nonzero((a & 0x7F) == 0x7F))
+        return sum(int(np.count_nonzero((a[i:i + FINITE_STEP] & 0x7F) == 0x7F)) for i in range(0, a.size, FINITE_STEP))
     if dtype not in _EXPONENT_MASK:
         return 0
     view, mask = _EXPONENT_MASK[dtype]
     a = np.frombuffer(data, dtype=view)
-    return int(np.count_nonzero((a & mask) == mask))
+    step = FINITE_STEP // a.itemsize        # temporaries stay small, whatever the piece size
+    return sum(int(np.count_nonzero((a[i:i + step] & mask) == mask)) for i in range(0, a.size, step))
 
 
 class ByteBudget:

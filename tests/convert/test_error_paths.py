@@ -175,9 +175,9 @@ def test_stale_temp_dirs_of_dead_runs_are_removed(tmp_path):
 def test_signal_during_convert_leaves_no_temp_dir(tmp_path, sig):
     src = make_tiny_checkpoint(tmp_path / "hf")
     code = ("import sys, time; import glmtrt.convert.pipeline as p; from glmtrt.cli import main\n"
-            "orig = p.materialize\n"
+            "orig = p.trace_row\n"
             "def slow(*a, **k):\n    time.sleep(0.5)\n    return orig(*a, **k)\n"
-            "p.materialize = slow\nmain(sys.argv[1:])\n")
+            "p.trace_row = slow\nmain(sys.argv[1:])\n")
     proc = subprocess.Popen([sys.executable, "-c", code, "convert", str(src), "-o", str(tmp_path / "out"),
                              "--no-progress"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

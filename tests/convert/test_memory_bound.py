@@ -24,8 +24,11 @@ EMB_BYTES = 8192 * 1024 * 4          # vocab x hidden x float32: the largest ten
 
 
 def bound(tp: int) -> int:
-    """window + the block being read + its cast/split copy + a 1 MiB hashing buffer per rank file + 1 MiB."""
-    return WINDOW + 2 * BLOCK + tp * MiB + MiB
+    """window + the block being read + its cast/split copy + per rank file a 1 MiB hashing buffer and
+    the NaN/Inf check's temporaries (file_sink.FINITE_STEP * 1.25) + 1 MiB."""
+    from glmtrt.checkpoint.file_sink import FINITE_STEP
+
+    return WINDOW + 2 * BLOCK + tp * (MiB + FINITE_STEP * 5 // 4) + MiB
 
 
 @pytest.fixture(scope="module")
