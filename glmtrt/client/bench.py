@@ -175,9 +175,14 @@ async def run_level(client, items, spec: LoadSpec, opts: BenchOptions, tok, stop
     before = await _statistics(client, opts)
     scraper.start()
     t0 = time.time()
+    probe = LoopLagProbe()
+    probe.start()
+    cpu0 = time.process_time()
     try:
         records = await runner.run(items, spec)
     finally:
+        cpu = time.process_time() - cpu0
+        await probe.stop()
         await scraper.stop()
     after = await _statistics(client, opts)
     summary = summarize(runner.records, slo_ttft_ms=opts.slo_ttft_ms, slo_tpot_ms=opts.slo_tpot_ms)
@@ -191,12 +196,48 @@ async def run_level(client, items, spec: LoadSpec, opts: BenchOptions, tok, stop
     summary.update(gpu)
     ngpu = opts.gpus or gpu.get("gpus")
     summary["output_tps_per_gpu"] = summary["output_tps"] / ngpu if ngpu else None
+    chunks = sum(len(r.chunk_times) for r in records)
+    summary["client"] = {"cpu_s": cpu, "cpu_us_per_chunk": 1e6 * cpu / chunks if chunks else None,
+                         "loop_lag_ms": probe.stats_ms()}
     summary["metrics_scrape_error"] = scraper.error if not scraper.samples else None
     write_atomic(out / "requests.jsonl", "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records))
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     write_atomic(out / "summary.csv", summary_csv(summary))
     plots.level_plots(records, kv_cache_series(scraper.samples), out, spec.label)
     return summary
+
+
+class LoopLagProbe:
+    """How late the client's event loop runs a ready callback: a task that sleeps `interval` s and
+    records (woken - due). A chunk's timestamp is late by at most this lag, so lag / ITL bounds the
+    client's own share of a measured inter-token latency."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.lags: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    async def _loop(self) -> None:
+        while True:
+            due = time.perf_counter() + self.interval
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, time.perf_counter() - due))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    def stats_ms(self) -> dict | None:
+        from glmtrt.client.metrics import stats
+
+        s = stats(self.lags)
+        return None if s is None else {k: (v if k == "count" else v * 1e3) for k, v in s.items()}
 
 
 def _jsonable(opts: BenchOptions) -> dict:

@@ -88,6 +88,8 @@ def register(group: click.Group) -> None:
     @click.option("--num-requests", type=click.IntRange(min=1), default=None,
                   help="Conversations per level (default: the dataset size; 100 for synthetic).")
     @click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds per level instead.")
+    @click.option("--ramp-up", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                  help="Seconds over which the concurrency workers start.")
     @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Unrecorded requests first.")
     @click.option("--seed", type=int, default=0, show_default=True, help="Dataset sampling and arrivals.")
     @click.option("--dataset", default="builtin-zh-en", show_default=True,
@@ -119,7 +121,7 @@ def register(group: click.Group) -> None:
                   help="Seconds without a response before a request fails.")
     @click.option("--no-progress", is_flag=True)
     def bench_cmd(url, out, api, model, concurrency, request_rate, arrival, burstiness, max_concurrency, num_requests,
-                  duration, warmup, seed, dataset, multi_turn, input_tokens, input_tokens_stddev, output_tokens,
+                  duration, ramp_up, warmup, seed, dataset, multi_turn, input_tokens, input_tokens_stddev, output_tokens,
                   output_tokens_stddev, max_tokens, temperature, top_p, top_k, stop_words, ignore_eos, slo_ttft_ms,
                   slo_tpot_ms, search, search_max, metrics_url, metrics_interval, repo, tokenizer, gpus, timeout,
                   no_progress):
@@ -143,7 +145,7 @@ def register(group: click.Group) -> None:
                              input_std=input_tokens_stddev, output_std=output_tokens_stddev,
                              multi_turn=multi_turn, seed=seed)
         n = num_requests or (None if duration else len(items))
-        common = dict(num_requests=n, duration=duration, warmup=warmup, seed=seed, arrival=arrival,
+        common = dict(num_requests=n, duration=duration, ramp_up=ramp_up, warmup=warmup, seed=seed, arrival=arrival,
                       burstiness=burstiness, max_concurrency=max_concurrency)
         levels = ([LoadSpec(rate=r, **common) for r in rates] if rates else
                   [LoadSpec(concurrency=c, **common) for c in (concs or [1])])

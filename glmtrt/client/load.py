@@ -4,6 +4,8 @@
 - request rate R/s: conversations start at arrival times with constant, Poisson (exponential gaps)
   or gamma gaps (shape = `burstiness`; 1 is Poisson, < 1 burstier), optionally capped at
   `max_concurrency` in flight (a capped request waits; its record keeps the scheduled time);
+- `ramp_up` s spreads the N workers' first sends (a burst of N simultaneous arrivals otherwise
+  queues in preprocessing and shows up as TTFT);
 - `num_requests` conversations, or as many as start within `duration` s (in-flight ones finish);
 - `warmup` requests first, at the same concurrency, not recorded;
 - `stop` (an asyncio.Event, set by Ctrl-C) ends the level at once: in-flight requests are cancelled
@@ -46,6 +48,7 @@ class LoadSpec:
     duration: float | None = None
     warmup: int = 0
     seed: int = 0
+    ramp_up: float = 0.0                #: concurrency mode: start worker k at k * ramp_up / N s
 
     @property
     def label(self) -> str:
@@ -205,13 +208,15 @@ class Runner:
         deadline = time.perf_counter() + spec.duration if spec.duration else None
         queue = iter(self._schedule(items, spec))
         if spec.concurrency is not None:
-            async def worker():
+            async def worker(k: int):
+                if spec.ramp_up:
+                    await asyncio.sleep(k * spec.ramp_up / spec.concurrency)
                 for item in queue:
                     if self.stop.is_set() or (deadline and time.perf_counter() >= deadline):
                         return
                     await self._conversation(item)
 
-            await self._until_stopped([asyncio.create_task(worker()) for _ in range(spec.concurrency)])
+            await self._until_stopped([asyncio.create_task(worker(k)) for k in range(spec.concurrency)])
             return self.records
         # request-rate mode
         sem = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None

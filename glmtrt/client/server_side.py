@@ -23,10 +23,12 @@ def parse_metrics(text: str, prefix: str = "nv_") -> dict[str, float]:
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if not s.name.startswith(prefix):
+            # the parser names counter samples `<family>_total`; Triton prints them without the suffix
+            name = family.name if family.type == "counter" and s.name == family.name + "_total" else s.name
+            if not name.startswith(prefix):
                 continue
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}" if labels else s.name] = float(s.value)
+            out[f"{name}{{{labels}}}" if labels else name] = float(s.value)
     return out
 
 
