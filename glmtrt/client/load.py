@@ -125,6 +125,8 @@ class Runner:
                     rec.chunk_texts.append(ch.text)
                     if ch.log_probs:
                         rec.log_probs = (rec.log_probs or []) + list(ch.log_probs)
+                    if ch.top_log_probs:
+                        rec.top_log_probs = (rec.top_log_probs or []) + list(ch.top_log_probs)
                     if ch.final:
                         rec.finish_reason = ch.finish_reason
                         rec.server_output_tokens = ch.num_tokens

@@ -63,7 +63,8 @@ class RequestRecord:
     max_tokens: int | None = None
     finish_reason: str | None = None
     error: str | None = None
-    log_probs: list | None = None
+    log_probs: list | None = None             #: chosen-token log-probs, where returned
+    top_log_probs: list | None = None         #: per token {token: log-prob} (OpenAI top_logprobs)
     scheduled_delay_s: float | None = None    #: rate mode: send time - scheduled arrival
 
     @property
