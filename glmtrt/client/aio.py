@@ -95,7 +95,35 @@ def _log_probs(result) -> tuple[float, ...] | None:
     return None if arr is None or arr.size == 0 else tuple(float(x) for x in arr.reshape(-1))
 
 
-class AsyncTritonClient:
+class StreamingClient:
+    """What every glmtrt streaming client shares: `async with`, and `generate()` over `stream()`."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def stream(self, prompt=None, **kwargs) -> AsyncIterator[Chunk]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def generate(self, prompt: str | None = None, **kwargs) -> Completion:
+        """The whole answer (streams underneath); same arguments as `stream`."""
+        rid = kwargs.pop("request_id", None) or uuid.uuid4().hex
+        chunks = []
+        gen = self.stream(prompt, request_id=rid, **kwargs)
+        try:
+            async for chunk in gen:
+                chunks.append(chunk)
+        finally:
+            await gen.aclose()
+        return Completion(text="".join(c.text for c in chunks), request_id=rid, chunks=chunks)
+
+
+class AsyncTritonClient(StreamingClient):
     """Asyncio gRPC client of one Triton server (`url` = host:port of its gRPC endpoint)."""
 
     def __init__(self, url: str, *, model: str = "ensemble", timeout: float = 300.0, verbose: bool = False):
@@ -106,12 +134,6 @@ class AsyncTritonClient:
         self.timeout = timeout
         self._client = grpcaio.InferenceServerClient(url, verbose=verbose)
         self._names: dict[str, dict[str, str]] = {}
-
-    async def __aenter__(self) -> "AsyncTritonClient":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the channel (open streams end)."""
@@ -234,15 +256,3 @@ class AsyncTritonClient:
             done.set()  # half-close: the server ends the call
             if not finished and not call.done():
                 call.cancel()  # early exit / error / task cancelled: Triton cancels the request
-
-    async def generate(self, prompt: str | None = None, **kwargs) -> Completion:
-        """The whole answer (streams underneath); same arguments as `stream`."""
-        rid = kwargs.pop("request_id", None) or uuid.uuid4().hex
-        chunks = []
-        gen = self.stream(prompt, request_id=rid, **kwargs)
-        try:
-            async for chunk in gen:
-                chunks.append(chunk)
-        finally:
-            await gen.aclose()
-        return Completion(text="".join(c.text for c in chunks), request_id=rid, chunks=chunks)

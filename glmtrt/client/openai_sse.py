@@ -16,13 +16,13 @@ import time
 import uuid
 from typing import AsyncIterator, Sequence
 
-from glmtrt.client.aio import Chunk, Completion
+from glmtrt.client.aio import Chunk, StreamingClient
 from glmtrt.errors import GlmtrtError
 
 log = logging.getLogger(__name__)
 
 
-class AsyncOpenAIClient:
+class AsyncOpenAIClient(StreamingClient):
     """Streaming client of an OpenAI-compatible server (`base_url` ends in /v1)."""
 
     def __init__(self, base_url: str, *, model: str, api: str = "chat", timeout: float = 300.0,
@@ -38,12 +38,6 @@ class AsyncOpenAIClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=30.0), limits=limits, headers=headers)
-
-    async def __aenter__(self) -> "AsyncOpenAIClient":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -139,18 +133,6 @@ class AsyncOpenAIClient:
             raise GlmtrtError(f"{self.url}{path}: an SSE event is not JSON: {exc}") from None
         yield Chunk(text="", time=time.perf_counter(), index=index, final=True, finish_reason=finish,
                     num_tokens=(usage or {}).get("completion_tokens"))
-
-    async def generate(self, prompt: str | None = None, **kwargs) -> Completion:
-        """The whole answer (streams underneath)."""
-        rid = kwargs.pop("request_id", None) or uuid.uuid4().hex
-        gen = self.stream(prompt, request_id=rid, **kwargs)
-        chunks = []
-        try:
-            async for c in gen:
-                chunks.append(c)
-        finally:
-            await gen.aclose()
-        return Completion(text="".join(c.text for c in chunks), request_id=rid, chunks=chunks)
 
 
 def _log_probs(lp) -> tuple | None:
