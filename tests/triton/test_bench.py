@@ -116,3 +116,30 @@ def test_dead_server_gives_partial_results(repo, tmp_path):
     reqs = [json.loads(line) for line in (out / "c2" / "requests.jsonl").read_text().splitlines()]
     assert any(q["error"] for q in reqs)
     assert json.loads((out / "summary.json").read_text())["levels"]
+
+
+def test_report_on_two_runs(sweep, server, repo, tmp_path):
+    """Two runs -> Markdown + self-contained HTML with tables, deltas, stage table, settings, plots."""
+    import base64
+    import re
+
+    out, _ = sweep
+    other = tmp_path / "bls"
+    r = _bench(server, repo, other, "--model", "tensorrt_llm_bls", "--concurrency", "1,4", "--num-requests", "4",
+               "--max-tokens", "64", "--temperature", "0", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    md_path = tmp_path / "rep" / "report.md"
+    r = subprocess.run(GLMTRT + ["report", str(out), str(other), "-o", str(md_path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    md = md_path.read_text("utf-8")
+    assert "## Headline" in md and "| ens | c4 |" in md and "| bls | c4 |" in md
+    assert re.search(r"\| bls \| c4 \|.*\| [+-]\d+\.\d% \|", md)                  # deltas vs the first run
+    assert "| ens | c4 | preprocessing |" in md or "| ens | c1 | preprocessing |" in md
+    assert "cpu (reference engine)" in md and "float32" in md and "engine_kind=reference" in md
+    for rel in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
+        assert (md_path.parent / rel).is_file(), rel
+    html = (tmp_path / "rep" / "report.html").read_text("utf-8")
+    imgs = re.findall(r"src='data:image/png;base64,([^']+)'", html)
+    assert len(imgs) >= 6 and "<table>" in html and "src='http" not in html
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
