@@ -79,18 +79,22 @@ def test_sweep_layout_and_summary(sweep, answer, tok):
 
 
 def test_bls_and_chinese_byte_identical(server, repo, tmp_path, answer):
-    """Streamed (bench) text equals the non-streamed answer byte for byte, through BLS too."""
+    """Streamed (bench, multi-turn, BLS) text equals the non-streamed answer to the same turns byte for byte."""
     from glmtrt.client.stream import stream_generate
 
-    full = list(stream_generate(server.grpc_url, "你好", model="tensorrt_llm_bls", max_tokens=64,
-                                temperature=0.0, stream=False))[0]
     out = tmp_path / "bls"
-    r = _bench(server, repo, out, "--model", "tensorrt_llm_bls", "--concurrency", "2", "--num-requests", "4",
+    r = _bench(server, repo, out, "--model", "tensorrt_llm_bls", "--concurrency", "2", "--num-requests", "2",
                "--max-tokens", "64", "--temperature", "0", "--dataset", "builtin-multiturn", "--warmup", "0")
     assert r.returncode == 0, r.stderr
     reqs = [json.loads(line) for line in (out / "c2" / "requests.jsonl").read_text("utf-8").splitlines()]
-    assert reqs and all(q["text"].encode("utf-8") == full.encode("utf-8") == answer.encode("utf-8") for q in reqs)
-    assert any(q["turn"] and q["turn"] > 0 and q["messages"][-2]["content"] == answer for q in reqs)
+    assert len(reqs) >= 6 and all(q["error"] is None for q in reqs)
+    assert any(q["turn"] > 0 and q["messages"][-2]["role"] == "assistant" for q in reqs)
+    for q in reqs:
+        msgs = q["messages"] or [{"role": "user", "content": q["prompt"]}]
+        full = list(stream_generate(server.grpc_url, msgs[-1]["content"], model="tensorrt_llm_bls", max_tokens=64,
+                                    temperature=0.0, history=msgs[:-1] or None, stream=False))[0]
+        assert q["text"].encode("utf-8") == full.encode("utf-8"), q["id"]
+    assert [q["text"] for q in reqs if q["turn"] == 0] == [answer, answer]
 
 
 def test_dead_server_gives_partial_results(repo, tmp_path):
