@@ -149,3 +149,21 @@ def test_runner_dead_server_and_interrupt():
     runner, recs = asyncio.run(interrupted())
     assert len(recs) == 4 and all(r.error and "interrupted" in r.error for r in recs)
     assert all(len(r.chunk_times) >= 2 for r in recs)  # partial chunks kept
+
+
+def test_max_concurrency_search_steps():
+    from glmtrt.client.bench import BenchOptions, _search_levels, meets_slo
+
+    opts = BenchOptions(url="x", out="y", slo_ttft_ms=100.0, search_max=64)
+    probes, results = [], {}
+    c = 1
+    while c is not None:                      # SLO holds up to 11 streams
+        probes.append(c)
+        results[c] = c <= 11
+        c = _search_levels(None, opts, results)
+    assert probes == [1, 2, 4, 8, 16, 12, 10, 11] and max(k for k, ok in results.items() if ok) == 11
+    ok = {"requests": {"failed": 0}, "ttft_ms": {"p95": 99.0}, "tpot_ms": {"p95": 5.0}}
+    assert meets_slo(ok, opts) and not meets_slo({**ok, "ttft_ms": {"p95": 101.0}}, opts)
+    assert not meets_slo({**ok, "requests": {"failed": 1}}, opts)
+    opts.slo_tpot_ms = 4.0
+    assert not meets_slo(ok, opts)

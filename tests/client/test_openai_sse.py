@@ -32,7 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Handler.bodies.append(req)
-        if req.get("model") != "glm-test":
+        if req.get("model") not in ("glm-test", "glm-slow"):
             body = b'{"error": {"message": "no such model"}}'
             self.send_response(404)
             self.send_header("Content-Length", str(len(body)))
@@ -59,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
                 choice["finish_reason"] = "length" if len(pieces) < len(ANSWER) else "stop"
             self.wfile.write(f"data: {json.dumps({'choices': [choice]}, ensure_ascii=False)}\n\n".encode())
             self.wfile.flush()
-            time.sleep(0.01)
+            time.sleep(0.5 if req["model"] == "glm-slow" else 0.01)
         usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces) + 1}}
         self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
         self.wfile.flush()
@@ -145,3 +145,27 @@ def test_bench_and_eval_cli_over_openai(sse_server, tmp_path):
     r = subprocess.run(ev + ["--out", str(tmp_path / "diff"), "--baseline", str(base), "--max-divergence", "0"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "FAIL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_c_writes_partial_results(sse_server, tmp_path):
+    """SIGINT mid-level: exit 130, in-flight requests recorded as interrupted, files readable, no traceback."""
+    import signal
+
+    out = tmp_path / "int"
+    proc = subprocess.Popen([sys.executable, "-m", "glmtrt", "bench", sse_server, "--api", "openai", "--model",
+                             "glm-slow", "--concurrency", "2", "--num-requests", "50", "--warmup", "0",
+                             "--no-progress", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "c2" / "run.json").exists():
+        time.sleep(0.2)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "partial results" in err
+    s = json.loads((out / "c2" / "summary.json").read_text())
+    assert s["interrupted"] and s["requests"]["successful"] >= 1 and s["requests"]["failed"] == 2
+    reqs = [json.loads(line) for line in (out / "c2" / "requests.jsonl").read_text("utf-8").splitlines()]
+    assert sum(1 for q in reqs if q["error"] and "interrupted" in q["error"]) == 2
+    assert json.loads((out / "summary.json").read_text())["interrupted"]
