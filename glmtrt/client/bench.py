@@ -165,7 +165,9 @@ async def run_level(client, items, spec: LoadSpec, opts: BenchOptions, tok, stop
     (out / "server_metrics.jsonl").unlink(missing_ok=True)
     scraper = MetricsScraper(default_metrics_url(opts), interval=opts.metrics_interval,
                              path=out / "server_metrics.jsonl")
-    task = progress.add_task(spec.label, total=spec.num_requests) if progress else None
+    total = (sum(len(items[i % len(items)].turns) for i in range(spec.num_requests))
+             if spec.num_requests else None)  # requests, a multi-turn conversation counting each turn
+    task = progress.add_task(spec.label, total=total) if progress else None
     runner = Runner(client, sampling=opts.sampling, tok=tok, stop=stop, request_timeout=opts.request_timeout,
                     on_done=(lambda rec: progress.advance(task)) if progress else None)
     write_atomic(out / "run.json", json.dumps(
