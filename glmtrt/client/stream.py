@@ -14,92 +14,15 @@ Input names follow the repository the client talks to, read from the server's mo
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import uuid
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
-import numpy as np
-
+from glmtrt.client.request import build_inputs, request_names, request_parameters  # noqa: F401 (re-exported)
 from glmtrt.errors import GlmtrtError
 
 log = logging.getLogger(__name__)
-
-
-#: canonical (1.2.x) client input -> the names a repository may declare for it, newest first.
-NAME_CHOICES = {"seed": ("seed", "random_seed"), "min_tokens": ("min_tokens", "min_length"),
-                "guided_decoding_guide_type": ("guided_decoding_guide_type",),
-                "guided_decoding_guide": ("guided_decoding_guide",)}
-#: guided_decoding_guide_type values (tensorrtllm_backend docs/guided_decoding.md).
-GUIDE_TYPES = ("json", "json_schema", "regex", "ebnf_grammar")
-
-
-def request_names(model_config: Mapping[str, Any]) -> dict[str, str]:
-    """Canonical input name -> the name the model declares (its config as JSON: `{"input": [...]}`
-    or the `{"config": {...}}` of tritonclient's get_model_config(as_json=True)); inputs the model
-    lacks are left out."""
-    cfg = model_config.get("config", model_config)
-    declared = {t.get("name") for t in cfg.get("input", [])}
-    out = {}
-    for canonical, choices in NAME_CHOICES.items():
-        for name in choices:
-            if name in declared:
-                out[canonical] = name
-                break
-    return out
-
-
-def build_inputs(text: str, *, max_tokens: int, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None, min_tokens: int | None = None,
-                 stop_words: Sequence[str] | None = None, bad_words: Sequence[str] | None = None,
-                 stream: bool = True, guided_decoding: tuple[str, str | None] | None = None,
-                 names: Mapping[str, str] | None = None):
-    """tritonclient.grpc InferInputs for the ensemble / BLS. `names` (from `request_names`) maps
-    the canonical TensorRT-LLM 1.2.x names to the repository's; None means the 1.2.x names."""
-    import tritonclient.grpc as grpcclient
-
-    names = {k: v[0] for k, v in NAME_CHOICES.items()} if names is None else dict(names)
-
-    def tensor(name, arr, dtype):
-        t = grpcclient.InferInput(name, list(arr.shape), dtype)
-        t.set_data_from_numpy(arr)
-        return t
-
-    def named(canonical: str) -> str:
-        if canonical not in names:
-            what = "glmtrt repo --guided-decoding xgrammar" if canonical.startswith("guided") else "another glmtrt"
-            raise GlmtrtError(f"the model has no {canonical!r} input", expected="a repository that declares it",
-                              fix=f"regenerate the repository ({what}) or drop the option")
-        return names[canonical]
-
-    inputs = [tensor("text_input", np.array([[text.encode("utf-8")]], dtype=object), "BYTES"),
-              tensor("max_tokens", np.array([[max_tokens]], dtype=np.int32), "INT32"),
-              tensor("stream", np.array([[stream]], dtype=bool), "BOOL")]
-    if temperature is not None:
-        inputs.append(tensor("temperature", np.array([[temperature]], dtype=np.float32), "FP32"))
-    if top_k is not None:
-        inputs.append(tensor("top_k", np.array([[top_k]], dtype=np.int32), "INT32"))
-    if top_p is not None:
-        inputs.append(tensor("top_p", np.array([[top_p]], dtype=np.float32), "FP32"))
-    if seed is not None:
-        inputs.append(tensor(named("seed"), np.array([[seed]], dtype=np.uint64), "UINT64"))
-    if min_tokens is not None:
-        inputs.append(tensor(named("min_tokens"), np.array([[min_tokens]], dtype=np.int32), "INT32"))
-    for name, words in (("stop_words", stop_words), ("bad_words", bad_words)):
-        if words:
-            inputs.append(tensor(name, np.array([[w.encode("utf-8") for w in words]], dtype=object), "BYTES"))
-    if guided_decoding is not None:
-        guide_type, guide = guided_decoding
-        if guide_type not in GUIDE_TYPES:
-            raise GlmtrtError(f"guided decoding guide type {guide_type!r}", expected=" | ".join(GUIDE_TYPES))
-        if guide_type != "json" and not guide:
-            raise GlmtrtError(f"guide type {guide_type!r} needs a guide (schema, regex or grammar text)")
-        inputs.append(tensor(named("guided_decoding_guide_type"),
-                             np.array([[guide_type.encode("utf-8")]], dtype=object), "BYTES"))
-        if guide:
-            inputs.append(tensor(named("guided_decoding_guide"), np.array([[guide.encode("utf-8")]], dtype=object), "BYTES"))
-    return inputs
 
 
 def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens: int = 256, chat: bool = True,
@@ -120,11 +43,7 @@ def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    params: dict = {"output_mode": output_mode}
-    if chat or history:
-        params["apply_chat_template"] = True
-    if history:
-        params["messages"] = json.dumps(list(history), ensure_ascii=False)
+    params = request_parameters(chat=chat, history=history, output_mode=output_mode)
     rid = request_id or uuid.uuid4().hex
     results: queue.Queue = queue.Queue()
     client = grpcclient.InferenceServerClient(url)
