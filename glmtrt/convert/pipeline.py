@@ -19,7 +19,7 @@ from glmtrt.checkpoint.manifest import write_manifest
 from glmtrt.checkpoint.safetensors_stream import StreamingSafetensorsWriter
 from glmtrt.convert.mapping import ShardContext, check_plan, expand_rows, materialize, rank_shapes, shard_tensor
 from glmtrt.errors import GlmtrtError
-from glmtrt.models.registry import resolve
+from glmtrt.models.registry import read_hf_config, resolve
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                        force: bool = False, progress: bool = True) -> Path:
     """Convert an HF ChatGLM3/GLM-4 checkpoint at `src` into a TRT-LLM checkpoint at `out`."""
     options = ConvertOptions(dtype, tp_size, quant, kv_cache_dtype, chatglm_version, allow_pickle)
+    family_convert = resolve(read_hf_config(src)).convert
+    if family_convert is not None:   # e.g. glm4v: llm/ + vision/ under one manifest
+        return family_convert(src, out, options, force=force, progress=progress)
     check_output_dir(out, force)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
     tdtype = TORCH_DTYPES[dtype]

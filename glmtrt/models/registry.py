@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object
-from glmtrt.models import chatglm
+from glmtrt.models import chatglm, glm4v
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class FamilyEntry:
     global_rows: Callable[[Any], list]
     ignored: tuple[str, ...]
     trtllm_config: Callable[..., dict]
+    # a family whose output is more than one TensorRT-LLM checkpoint converts itself
+    convert: Callable[..., Any] | None = None
 
 
 def _chatglm(arch: str, fmt: str, description: str) -> FamilyEntry:
@@ -39,6 +41,9 @@ REGISTRY: dict[str, FamilyEntry] = {e.architecture: e for e in (
     _chatglm("ChatGLMModel", "chatglm", "ChatGLM3-6B (-base, -32k), GLM-4-9B-chat (THUDM layout)"),
     _chatglm("ChatGLMForConditionalGeneration", "chatglm", "ChatGLM3 / GLM-4 (THUDM layout)"),
     _chatglm("GlmForCausalLM", "hf-glm", "GLM-4 / ChatGLM in transformers layout (e.g. glm-4-9b-chat-hf)"),
+    FamilyEntry(glm4v.ARCHITECTURE, "glm4v", "glm4v", "GLM-4.1V-9B / AutoGLM-Phone-9B (text decoder + vision tower)",
+                glm4v.spec_from_glm4v_config, glm4v.layer_rows, glm4v.global_rows, glm4v.IGNORED,
+                glm4v.trtllm_config, convert=glm4v.convert),
 )}
 
 
@@ -67,7 +72,7 @@ def resolve(cfg: Mapping[str, Any]) -> FamilyEntry:
     found = ", ".join(archs) if archs else "no 'architectures' entry"
     raise GlmtrtError(f"unsupported architecture: {found}",
                       expected="one of: " + ", ".join(supported_architectures()),
-                      fix="glmtrt converts ChatGLM3 / GLM-4 checkpoints; check config.json 'architectures'")
+                      fix="glmtrt converts ChatGLM3 / GLM-4 / GLM-4.1V (AutoGLM) checkpoints; check config.json 'architectures'")
 
 
 def load_model(model_dir: str | Path, chatglm_version: str | None = None):
