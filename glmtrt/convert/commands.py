@@ -106,12 +106,27 @@ def convert_cmd(model_dir: Path, output: Path, dtype: str, tp_size: int, quant: 
 @click.option("--compute-dtype", type=click.Choice(["auto", "float32"]), default="auto", show_default=True,
               help="auto: compute in the checkpoint dtype like the engine; float32: upcast everything.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: str, as_json: bool) -> None:
+@click.option("--image", "images", multiple=True, type=click.Path(path_type=Path),
+              help="GLM-4.1V only: also compare a prompt with this image (repeatable).")
+@click.option("--max-pixels", type=click.IntRange(min=28 * 28 * 2), default=None,
+              help="GLM-4.1V only: image pixel budget (t*h*w, t=2); AutoGLM-Phone-9B uses 5000000.")
+def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: str, as_json: bool,
+               images: tuple[Path, ...], max_pixels: int | None) -> None:
     """Compare the reference executor on CHECKPOINT_DIR with transformers on --hf; exit 1 past tolerance."""
     from glmtrt.reference.verify import verify_checkpoint
 
     log.info("verify %s against %s on %s (compute %s)", checkpoint_dir, hf_dir, device, compute_dtype)
-    report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype)
+    if (checkpoint_dir / "llm").is_dir():      # a Glm4v conversion (llm/ + vision/)
+        from glmtrt.reference.glm4v_verify import verify_glm4v
+
+        report = verify_glm4v(checkpoint_dir, hf_dir, images=images, device=device, compute_dtype=compute_dtype,
+                              max_pixels=max_pixels)
+    elif images or max_pixels:
+        from glmtrt.errors import GlmtrtError
+        raise GlmtrtError("--image / --max-pixels apply to GLM-4.1V (Glm4v) conversions only",
+                          expected=f"{checkpoint_dir}/llm and vision/ (written by `glmtrt convert` on a Glm4v model)")
+    else:
+        report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -99,6 +99,7 @@ class VerifyReport:
     tolerance: Tolerance
     passed: bool
     prompts: tuple[PromptResult, ...] = field(default_factory=tuple)
+    truth: str = "GlmForCausalLM"       # the transformers class compared with
 
     @property
     def bound(self) -> float:
@@ -117,7 +118,7 @@ class VerifyReport:
         lines = [
             f"checkpoint {self.checkpoint_dir} ({self.checkpoint_dtype}, tp={self.tp_size}, "
             f"reference computes in {self.compute_dtype})",
-            f"source     {self.hf_dir} ({self.source_format}, transformers GlmForCausalLM float32)",
+            f"source     {self.hf_dir} ({self.source_format}, transformers {self.truth} float32)",
             "",
             f"{'prompt':>6} {'rows':>6} {'max_abs':>11} {'cosine':>10} {'top1':>7}",
         ]
