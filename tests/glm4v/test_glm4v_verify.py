@@ -61,9 +61,10 @@ def test_planted_vision_bug_fails_only_with_image(tiny_glm4v, tiny_glm4v_convert
     w = load_file(str(path))
     w["model.visual.merger.post_projection_norm.bias"] += 0.5
     save_file(w, str(path))
-    assert _verify(bad, tiny_glm4v[0]).exit_code == 0
     res = _verify(bad, tiny_glm4v[0], "--image", str(image_file))
     assert res.exit_code == 1, res.output
+    text, image = _report(res)["prompts"][:3], _report(res)["prompts"][3]
+    assert all(p["max_abs"] <= 1e-4 for p in text) and image["max_abs"] > 1e-3
 
 
 def test_image_flag_on_a_text_checkpoint(tmp_path, image_file):

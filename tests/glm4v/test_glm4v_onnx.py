@@ -1,0 +1,47 @@
+"""vision/encoder.onnx: onnx.checker clean, dynamic patches, onnxruntime == transformers' vision tower."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from glmtrt.models.glm4v.onnx_export import INPUTS, OUTPUT
+from glmtrt.models.glm4v.positions import vision_host_inputs
+from glmtrt.models.glm4v.preprocess import preprocess_image
+
+ATOL = 1e-4     # float32 graph vs float32 transformers: stated tolerance (max-abs)
+
+
+@pytest.fixture(scope="module")
+def session(tiny_glm4v_converted):
+    import onnxruntime as ort
+
+    path = tiny_glm4v_converted / "vision" / "encoder.onnx"
+    onnx.checker.check_model(str(path))
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_graph_contract(tiny_glm4v_converted):
+    model = onnx.load(str(tiny_glm4v_converted / "vision" / "encoder.onnx"))
+    names = [i.name for i in model.graph.input]
+    assert names == list(INPUTS) and [o.name for o in model.graph.output] == [OUTPUT]
+    for i in model.graph.input:
+        assert i.type.tensor_type.shape.dim[0].dim_param == "num_patches"
+    assert any(n.op_type == "GridSample" for n in model.graph.node)
+
+
+@pytest.mark.parametrize("size", [(56, 56), (130, 90), (56, 300), (250, 120)])
+def test_onnxruntime_matches_transformers(tiny_glm4v, session, size):
+    from PIL import Image
+
+    _, hf = tiny_glm4v
+    img = Image.fromarray(np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    inp = preprocess_image(img)
+    grid, cos, sin = vision_host_inputs(inp.grid_thw, 16)
+    feeds = {"patches": inp.patches, "pos_grid": grid.numpy(), "rotary_cos": cos.numpy(), "rotary_sin": sin.numpy()}
+    got = session.run([OUTPUT], feeds)[0]
+    with torch.no_grad():
+        want = hf.model.visual(torch.tensor(inp.patches), grid_thw=torch.tensor([inp.grid_thw])).pooler_output
+    assert got.shape == (inp.num_tokens, 128)
+    assert np.abs(got - want.numpy()).max() <= ATOL
