@@ -29,10 +29,24 @@ def _inspect_rows(model_dir: Path, chatglm_version: str | None) -> tuple[dict, l
         "pad_token_id": spec.pad_token_id,
         "weights_gib": {p: round(weight_bytes(dims, p) / _GIB, 3) for p in ("fp16", "int8-wo", "int4-wo")},
     }
+    vision = getattr(spec, "vision", None)
+    if vision is not None:      # GLM-4.1V: the vision tower, fp16 on every GPU, and the image tokens
+        from dataclasses import asdict
+
+        info["vision"] = {**asdict(vision), "parameters": vision.num_params(),
+                          "weights_gib_fp16": round(2 * vision.num_params() / _GIB, 3)}
+        info["mrope_section"] = list(spec.mrope_section)
+        info.update(image_token_id=spec.image_token_id, image_start_token_id=spec.image_start_token_id,
+                    image_end_token_id=spec.image_end_token_id)
     special = _special_tokens(model_dir)
     if special:
         info["special_tokens"] = special
-    rows = [(k, str(v)) for k, v in info.items() if k not in ("weights_gib", "special_tokens")]
+    rows = [(k, str(v)) for k, v in info.items() if k not in ("weights_gib", "special_tokens", "vision")]
+    if vision is not None:
+        rows.append(("vision tower", f"{vision.depth} blocks x {vision.hidden_size}, {vision.num_heads} heads, "
+                                     f"patch {vision.patch_size}, merge {vision.spatial_merge_size}, "
+                                     f"{vision.num_params() / 1e9:.2f}B params "
+                                     f"({info['vision']['weights_gib_fp16']:.2f} GiB fp16)"))
     rows += [(f"weights {p.upper()}", f"{v:.2f} GiB") for p, v in info["weights_gib"].items()]
     if special:
         rows.append(("special tokens", ", ".join(f"{t}={i}" for t, i in special.items())))

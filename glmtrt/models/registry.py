@@ -47,6 +47,16 @@ REGISTRY: dict[str, FamilyEntry] = {e.architecture: e for e in (
 )}
 
 
+def engine_model_class(trtllm_architecture: str | None) -> tuple[str, str] | None:
+    """(--model_cls_file, --model_cls_name) for checkpoints whose engine class glmtrt ships, else None
+    (TensorRT-LLM's own MODEL_MAP class is used)."""
+    if trtllm_architecture == glm4v.ENGINE_ARCHITECTURE:
+        from glmtrt.models.glm4v.engine import MODEL_CLASS, MODEL_FILE
+
+        return str(MODEL_FILE), MODEL_CLASS
+    return None
+
+
 def supported_architectures() -> list[str]:
     return sorted(REGISTRY)
 

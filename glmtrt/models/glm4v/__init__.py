@@ -6,7 +6,7 @@ positions, M-RoPE table: pure functions, also used by Triton), vision.py (the vi
 exported to ONNX by onnx_export.py), engine/ (our TensorRT-LLM model class; GPU container only).
 """
 from glmtrt.models.glm4v.config import ARCHITECTURE, Glm4vSpec, VisionSpec, spec_from_glm4v_config
-from glmtrt.models.glm4v.trtllm import trtllm_config
+from glmtrt.models.glm4v.trtllm import ENGINE_ARCHITECTURE, trtllm_config
 from glmtrt.models.glm4v.weights import IGNORED, global_rows, layer_rows
 
 
@@ -17,5 +17,5 @@ def convert(src, out, options, *, force: bool = False, progress: bool = True):
     return convert_glm4v(src, out, options, force=force, progress=progress)
 
 
-__all__ = ["ARCHITECTURE", "Glm4vSpec", "VisionSpec", "spec_from_glm4v_config", "trtllm_config",
+__all__ = ["ARCHITECTURE", "ENGINE_ARCHITECTURE", "Glm4vSpec", "VisionSpec", "spec_from_glm4v_config", "trtllm_config",
            "IGNORED", "global_rows", "layer_rows", "convert"]
