@@ -96,7 +96,7 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
 def convert_cmd(model_dir: Path, output: Path, dtype: str, tp_size: int, quant: str | None,
                 kv_cache_dtype: str | None, chatglm_version: str | None, allow_pickle: bool, force: bool,
                 no_progress: bool) -> None:
-    """Convert an HF ChatGLM3/GLM-4 checkpoint into a TensorRT-LLM 1.2.x checkpoint."""
+    """Convert an HF ChatGLM3/GLM-4 (or GLM-4.1V: llm/ + vision/) checkpoint into a TensorRT-LLM 1.2.x checkpoint."""
     from glmtrt.convert.pipeline import convert_checkpoint
 
     if kv_cache_dtype or quant in ("w8a8", "fp8"):
