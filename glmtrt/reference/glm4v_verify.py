@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 from glmtrt.errors import GlmtrtError
-from glmtrt.reference.verify import (_WEIGHT_ONLY_KEYS, TOLERANCES, Tolerance, VerifyReport, _compare,
-                                     default_prompts, tolerance_for)
+from glmtrt.reference.verify import (Tolerance, VerifyReport, _compare, default_prompts, resolve_tolerance,
+                                     summarize)
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,7 @@ def verify_glm4v(ckpt_dir: str | Path, hf_dir: str | Path, images: Sequence = ()
 
     ckpt_dir, hf_dir = Path(ckpt_dir), Path(hf_dir)
     ref = Glm4vReference.from_checkpoint(ckpt_dir, device=device, dtype=compute_dtype)
-    ckpt_dtype = str(ref.config.get("dtype", "float32"))
-    compute = str(ref.dtype).replace("torch.", "")
-    key, tol = tolerance_for(ckpt_dtype, compute)
-    algo = (ref.config.get("quantization") or {}).get("quant_algo")
-    if algo in _WEIGHT_ONLY_KEYS:
-        key = _WEIGHT_ONLY_KEYS[algo]
-        tol = TOLERANCES[key]
-    tol = tolerance or tol
+    ckpt_dtype, compute, key, tol = resolve_tolerance(ref, tolerance)
     hf = load_hf_glm4v(hf_dir, device)
     if prompt_vocab(hf) != ref.vocab_size:
         raise GlmtrtError(f"vocab sizes differ: checkpoint {ref.vocab_size}, source {prompt_vocab(hf)}",
@@ -104,11 +97,7 @@ def verify_glm4v(ckpt_dir: str | Path, hf_dir: str | Path, images: Sequence = ()
         got = _reference_rows(ref, prompt, split)
         scale = max(scale, want.abs().max().item())
         results.append(_compare(got, torch.cat([want, want[:split], want[split:]], dim=0)))
-    n = sum(r.positions for r in results)
-    max_abs = max(r.max_abs for r in results)
-    cosine = min(r.cosine for r in results)
-    top1 = sum(r.top1_agreement * r.positions for r in results) / n
-    passed = max_abs <= tol.bound(scale) and cosine >= tol.min_cosine and top1 >= tol.min_top1
+    max_abs, cosine, top1, passed = summarize(results, scale, tol)
     log.info("glm4v verify: %d prompt(s) (%d with an image), max_abs %.3e", len(cases), len(images), max_abs)
     return VerifyReport(
         checkpoint_dir=str(ckpt_dir), hf_dir=str(hf_dir), source_format="glm4v", checkpoint_dtype=ckpt_dtype,

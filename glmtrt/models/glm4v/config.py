@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from glmtrt.errors import GlmtrtError
+from glmtrt.models.sizes import AttentionSizes
 
 ARCHITECTURE = "Glm4vForConditionalGeneration"
 
@@ -60,7 +61,7 @@ class VisionSpec:
 
 
 @dataclass(frozen=True)
-class Glm4vSpec:
+class Glm4vSpec(AttentionSizes):
     """Architecture facts of a Glm4v checkpoint (text decoder + vision tower + token ids)."""
 
     hf_architecture: str
@@ -90,18 +91,6 @@ class Glm4vSpec:
     chatglm_version: str = "glm4v"    # what the shared manifest/log fields print
     add_qkv_bias: bool = True
     add_bias_linear: bool = False
-
-    @property
-    def q_size(self) -> int:
-        return self.num_heads * self.head_size
-
-    @property
-    def kv_size(self) -> int:
-        return self.num_kv_heads * self.head_size
-
-    @property
-    def qkv_rows(self) -> int:
-        return self.q_size + 2 * self.kv_size
 
     @property
     def rotary_dim(self) -> int:

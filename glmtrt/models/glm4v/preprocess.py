@@ -19,11 +19,14 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from glmtrt.errors import GlmtrtError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -72,7 +75,7 @@ def smart_resize(height: int, width: int, *, factor: int = 28, min_pixels: int =
     return h_bar, w_bar
 
 
-def load_image(source) -> "Image.Image":  # noqa: F821
+def load_image(source) -> "Image.Image":
     """An RGB PIL image from a path, bytes or a PIL image; clear errors for missing/corrupt files."""
     from PIL import Image, UnidentifiedImageError
 
