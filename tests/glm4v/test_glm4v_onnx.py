@@ -45,3 +45,20 @@ def test_onnxruntime_matches_transformers(tiny_glm4v, session, size):
         want = hf.model.visual(torch.tensor(inp.patches), grid_thw=torch.tensor([inp.grid_thw])).pooler_output
     assert got.shape == (inp.num_tokens, 128)
     assert np.abs(got - want.numpy()).max() <= ATOL
+
+
+def test_external_data_export(tiny_glm4v_converted, tmp_path):
+    """The path the real 3.6 GB tower takes: weights in one encoder.onnx.data file, graph still checks."""
+    import onnxruntime as ort
+
+    from glmtrt.models.glm4v.onnx_export import export_vision_onnx
+
+    files = export_vision_onnx(tiny_glm4v_converted / "vision", tmp_path / "encoder.onnx", external_data=True)
+    assert [f.name for f in files] == ["encoder.onnx", "encoder.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.onnx", "encoder.onnx.data"]
+    assert files[1].stat().st_size > files[0].stat().st_size
+    sess = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+    grid, cos, sin = vision_host_inputs((1, 2, 2), 16)
+    out = sess.run([OUTPUT], {"patches": np.ones((4, 1176), np.float32), "pos_grid": grid.numpy(),
+                              "rotary_cos": cos.numpy(), "rotary_sin": sin.numpy()})[0]
+    assert out.shape == (1, 128) and np.isfinite(out).all()

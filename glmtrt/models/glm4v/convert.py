@@ -128,8 +128,10 @@ def convert_glm4v(src, out, options, *, force: bool = False, progress: bool = Tr
         if export_onnx:
             from glmtrt.models.glm4v.onnx_export import export_vision_onnx
 
-            onnx_path = export_vision_onnx(tmp / VISION_DIR, tmp / VISION_DIR / VISION_ONNX)
-            hashes[f"{VISION_DIR}/{VISION_ONNX}"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+            from glmtrt.fileio import sha256_file
+
+            for f in export_vision_onnx(tmp / VISION_DIR, tmp / VISION_DIR / VISION_ONNX):
+                hashes[f"{VISION_DIR}/{f.name}"] = sha256_file(f)
         write_manifest(tmp, "trtllm-checkpoint", hashes, source=ckpt.fingerprint(), options=asdict(options),
                        model={"family": "glm4v", "hf_architecture": spec.hf_architecture,
                               "source_format": spec.source_format, "chatglm_version": None,
