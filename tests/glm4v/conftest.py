@@ -33,6 +33,10 @@ def make_tiny_glm4v(path, seed: int = 0):
         for name, p in model.named_parameters():
             if p.dim() == 1 and "norm" in name:
                 p.add_(torch.randn_like(p) * 0.2)
+            # the default init (std 0.02) makes the merger's SwiGLU output ~1e-3: scale it so image
+            # features are O(1) and a vision-side bug moves the logits
+            if "visual.merger." in name and name.endswith(("gate_proj.weight", "up_proj.weight", "down_proj.weight")):
+                p.mul_(10.0)
     model.save_pretrained(path)
     return model
 
