@@ -85,7 +85,12 @@ def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_b
 @_workload_options
 @click.option("--workers", type=POSITIVE_INT32, default=None, help="Parallel rank builds (default: the TP size; "
               "trtllm-build caps it at the visible GPUs).")
-@click.option("--max-multimodal-len", type=NON_NEGATIVE_INT32, default=0, help="Prompt-embedding table size (vision tokens).")
+@click.option("--max-multimodal-len", type=NON_NEGATIVE_INT32, default=0, help="Prompt-embedding table size (vision tokens); "
+              "GLM-4.1V default: --max-images x the image tokens of --max-pixels.")
+@click.option("--max-pixels", type=click.IntRange(min=28 * 28 * 2), default=5_000_000, show_default=True,
+              help="GLM-4.1V: image pixel budget (t*h*w, t=2) of the vision engine profile (AutoGLM: 5000000).")
+@click.option("--max-images", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GLM-4.1V: images per request the prompt table holds.")
 @click.option("--gather-context-logits", is_flag=True, help="Keep context logits (tests, verification).")
 @click.option("--gather-generation-logits", is_flag=True)
 @click.option("--timing-cache-dir", type=click.Path(path_type=Path), default=Path("build/timing-cache"),
@@ -96,13 +101,22 @@ def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_b
 @click.option("--ignore-toolchain", is_flag=True, help="Build with another TensorRT-LLM version than the profile's.")
 @click.option("--force", is_flag=True, help="Replace an existing engine directory.")
 def build_cmd(checkpoint, output, gpu, tp_size, max_batch_size, max_seq_len, max_input_len, max_num_tokens,
-              max_beam_width, kv_fraction, workers, max_multimodal_len, gather_context_logits,
+              max_beam_width, kv_fraction, workers, max_multimodal_len, max_pixels, max_images, gather_context_logits,
               gather_generation_logits, timing_cache_dir, log_dir, dry_run, no_plan_check, ignore_toolchain, force):
-    """Build a TensorRT engine from a converted CHECKPOINT for a GPU profile."""
+    """Build a TensorRT engine from a converted CHECKPOINT for a GPU profile (GLM-4.1V: LLM + vision engine)."""
     from glmtrt.build.engine import prepare_build, run_build
     from glmtrt.build.inputs import read_checkpoint
     from glmtrt.build.planner import format_plan
 
+    vjob = None
+    if (checkpoint / "llm").is_dir():       # a Glm4v conversion: the vision engine goes to <output>/vision
+        from glmtrt.build.profile import load_profile
+        from glmtrt.models.glm4v.vision_build import plan_vision
+
+        vjob = plan_vision(checkpoint, output, load_profile(gpu), max_pixels=max_pixels, max_images=max_images)
+        max_multimodal_len = max_multimodal_len or vjob.prompt_table_rows
+        log.info("vision engine: patches min/opt/max %d/%d/%d, prompt table %d rows", vjob.patches.min,
+                 vjob.patches.opt, vjob.patches.max, max_multimodal_len)
     dims = read_checkpoint(checkpoint).dims
     wl = _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction,
                    gather_context_logits)
@@ -117,8 +131,14 @@ def build_cmd(checkpoint, output, gpu, tp_size, max_batch_size, max_seq_len, max
         click.echo(f"# toolchain: TensorRT-LLM {job.profile.toolchain.tensorrt_llm}, "
                    f"container {job.profile.toolchain.triton_container}")
         click.echo(shlex.join(job.command))
+        if vjob is not None:
+            click.echo(shlex.join(vjob.command))
         return
     out = run_build(job, force=force, ignore_toolchain=ignore_toolchain, log_dir=log_dir)
+    if vjob is not None:
+        from glmtrt.models.glm4v.vision_build import run_vision_build
+
+        run_vision_build(vjob, force=True)
     click.echo(str(out))
 
 

@@ -82,7 +82,10 @@ def _whole_prompt_per_step(workload: Workload, chunked: bool) -> Workload:
 def glmtrt_build_argv(job: EngineJob, output_dir: str | Path) -> list[str]:
     """The `glmtrt build` argv that reproduces `job` (e.g. inside the profile's container)."""
     wl, req = job.plan.workload, job.request
-    argv = ["glmtrt", "build", str(job.checkpoint.path), "-o", str(output_dir), "--gpu", job.profile.name,
+    ck_dir = job.checkpoint.path
+    if ck_dir.name == "llm" and (ck_dir.parent / "manifest.json").is_file():    # Glm4v: llm/ + vision/
+        ck_dir = ck_dir.parent
+    argv = ["glmtrt", "build", str(ck_dir), "-o", str(output_dir), "--gpu", job.profile.name,
             "--tp", str(job.checkpoint.tp_size), "--max-batch-size", str(wl.max_batch_size),
             "--max-seq-len", str(wl.max_seq_len), "--max-input-len", str(wl.max_input_len),
             "--max-num-tokens", str(wl.max_num_tokens), "--max-beam-width", str(wl.max_beam_width),

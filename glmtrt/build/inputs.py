@@ -47,11 +47,14 @@ def dims_from_trtllm_config(cfg: Mapping[str, Any], name: str) -> ModelDims:
 
 
 def dims_from_spec(spec: Any, name: str) -> ModelDims:
-    """Planner dims from a registry ModelSpec (glmtrt.models.registry.load_model_spec)."""
+    """Planner dims from a registry ModelSpec (glmtrt.models.registry.load_model_spec); a spec with a
+    vision tower (GLM-4.1V) counts it as extra weights on every GPU."""
+    vision = getattr(spec, "vision", None)
     return ModelDims(name=name, num_layers=spec.num_layers, hidden_size=spec.hidden_size,
                      num_heads=spec.num_heads, num_kv_heads=spec.num_kv_heads, head_size=spec.head_size,
                      intermediate_size=spec.intermediate_size, vocab_size=spec.vocab_size,
-                     max_position_embeddings=spec.max_position_embeddings)
+                     max_position_embeddings=spec.max_position_embeddings,
+                     extra_params=vision.num_params() if vision else 0, extra_name="vision tower" if vision else "")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -90,7 +93,10 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         raise GlmtrtError(f"checkpoint directory {path} does not exist",
                           expected="a TensorRT-LLM checkpoint dir written by `glmtrt convert`",
                           fix="run `glmtrt convert <hf-dir> -o <dir>` (or `make engine`, which converts first)")
-    cfg_path, man_path = path / "config.json", path / "manifest.json"
+    man_path = path / "manifest.json"
+    if (path / "llm").is_dir() and man_path.is_file():    # a Glm4v conversion: llm/ + vision/, one manifest
+        path = path / "llm"
+    cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise GlmtrtError(f"{path} has no config.json", expected="a TensorRT-LLM checkpoint dir",
                           fix="point at the output of `glmtrt convert`")
@@ -112,10 +118,16 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         raise GlmtrtError(f"{path} lacks {', '.join(missing)}", expected=f"{world} rank file(s) for tp={tp} pp={pp}",
                           fix="convert again; the checkpoint is incomplete")
     precision, kv = precision_of(config)
-    name = str((manifest.get("model") or {}).get("chatglm_version") or config.get("architecture"))
+    model = manifest.get("model") or {}
+    name = str(model.get("chatglm_version") or config.get("architecture"))
+    dims = dims_from_trtllm_config(config, name)
+    if model.get("vision_params"):      # GLM-4.1V: the vision engine shares the GPU
+        from dataclasses import replace
+
+        dims = replace(dims, extra_params=int(model["vision_params"]), extra_name="vision tower")
     return CheckpointInfo(path=path, config=config, manifest=manifest,
                           manifest_sha256=hashlib.sha256(man_path.read_bytes()).hexdigest(),
-                          dims=dims_from_trtllm_config(config, name), dtype=str(config.get("dtype")),
+                          dims=dims, dtype=str(config.get("dtype")),
                           precision=precision, kv_cache_dtype=kv, tp_size=tp, pp_size=pp)
 
 

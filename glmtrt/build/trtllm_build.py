@@ -187,6 +187,11 @@ def build_command(req: BuildRequest) -> list[str]:
     if req.timing_cache is not None:
         cmd += ["--input_timing_cache", str(req.timing_cache), "--output_timing_cache", str(req.timing_cache)]
     cmd += ["--workers", str(max(1, req.workers)), "--log_level", req.log_level]
+    from glmtrt.models.registry import engine_model_class
+
+    cls = engine_model_class(ck.config.get("architecture"))
+    if cls is not None:     # our own engine class (e.g. GLM-4.1V): tensorrt_llm/commands/build.py main()
+        cmd += ["--model_cls_file", cls[0], "--model_cls_name", cls[1]]
     validate_command(cmd, p.toolchain.flags)
     return cmd
 

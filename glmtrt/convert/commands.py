@@ -29,10 +29,24 @@ def _inspect_rows(model_dir: Path, chatglm_version: str | None) -> tuple[dict, l
         "pad_token_id": spec.pad_token_id,
         "weights_gib": {p: round(weight_bytes(dims, p) / _GIB, 3) for p in ("fp16", "int8-wo", "int4-wo")},
     }
+    vision = getattr(spec, "vision", None)
+    if vision is not None:      # GLM-4.1V: the vision tower, fp16 on every GPU, and the image tokens
+        from dataclasses import asdict
+
+        info["vision"] = {**asdict(vision), "parameters": vision.num_params(),
+                          "weights_gib_fp16": round(2 * vision.num_params() / _GIB, 3)}
+        info["mrope_section"] = list(spec.mrope_section)
+        info.update(image_token_id=spec.image_token_id, image_start_token_id=spec.image_start_token_id,
+                    image_end_token_id=spec.image_end_token_id)
     special = _special_tokens(model_dir)
     if special:
         info["special_tokens"] = special
-    rows = [(k, str(v)) for k, v in info.items() if k not in ("weights_gib", "special_tokens")]
+    rows = [(k, str(v)) for k, v in info.items() if k not in ("weights_gib", "special_tokens", "vision")]
+    if vision is not None:
+        rows.append(("vision tower", f"{vision.depth} blocks x {vision.hidden_size}, {vision.num_heads} heads, "
+                                     f"patch {vision.patch_size}, merge {vision.spatial_merge_size}, "
+                                     f"{vision.num_params() / 1e9:.2f}B params "
+                                     f"({info['vision']['weights_gib_fp16']:.2f} GiB fp16)"))
     rows += [(f"weights {p.upper()}", f"{v:.2f} GiB") for p, v in info["weights_gib"].items()]
     if special:
         rows.append(("special tokens", ", ".join(f"{t}={i}" for t, i in special.items())))
@@ -113,7 +127,7 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
                 calib_data: Path | None, calib_dataset: str | None, calib_samples: int, calib_seq_len: int,
                 calib_seed: int, device: str, kv_cache_dtype: str | None, chatglm_version: str | None,
                 allow_pickle: bool, force: bool, no_progress: bool) -> None:
-    """Convert an HF ChatGLM3/GLM-4 checkpoint into a TensorRT-LLM 1.2.x checkpoint."""
+    """Convert an HF ChatGLM3/GLM-4 (or GLM-4.1V: llm/ + vision/) checkpoint into a TensorRT-LLM 1.2.x checkpoint."""
     from glmtrt.errors import GlmtrtError
 
     if precision and quant and PRECISIONS[precision][1] != quant:
@@ -139,6 +153,11 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
         from glmtrt.quant.convert_calibrated import convert_calibrated
 
         entry, _ = load_model(model_dir, chatglm_version)
+        if entry.smoothing_groups is None:
+            raise GlmtrtError(f"--precision {precision}{' / --int8-kv-cache' if int8_kv_cache else ''} is not "
+                              f"available for the {entry.family} family yet",
+                              expected="fp16, bf16, fp32, int8-wo or int4-wo for this model",
+                              fix="use a weight-only precision (int8-wo / int4-wo)")
         calib = CalibOptions(calib_samples, calib_seq_len, calib_seed, device=device,
                              calib_data=str(calib_data) if calib_data else None, calib_dataset=calib_dataset)
         log.info("convert %s -> %s precision=%s dtype=%s tp_size=%d alpha=%g variant=%s int8_kv=%s calib=%s",
@@ -169,8 +188,12 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
               help="auto: compute in the checkpoint dtype like the engine; float32: upcast everything.")
 @click.option("--allow-pickle", is_flag=True, help="Read pickle .bin source weights (torch.load weights_only=True).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--image", "images", multiple=True, type=click.Path(path_type=Path),
+              help="GLM-4.1V only: also compare a prompt with this image (repeatable).")
+@click.option("--max-pixels", type=click.IntRange(min=28 * 28 * 2), default=None,
+              help="GLM-4.1V only: image pixel budget (t*h*w, t=2); AutoGLM-Phone-9B uses 5000000.")
 def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: str, allow_pickle: bool,
-               as_json: bool) -> None:
+               as_json: bool, images: tuple[Path, ...], max_pixels: int | None) -> None:
     """Compare the reference executor on CHECKPOINT_DIR with transformers on --hf.
 
     Exit 0: PASS; 1: the numbers are past tolerance (FAIL); 2: bad input (a missing, truncated or
@@ -179,8 +202,18 @@ def verify_cmd(checkpoint_dir: Path, hf_dir: Path, device: str, compute_dtype: s
     from glmtrt.reference.verify import verify_checkpoint
 
     log.info("verify %s against %s on %s (compute %s)", checkpoint_dir, hf_dir, device, compute_dtype)
-    report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype,
-                               allow_pickle=allow_pickle)
+    if (checkpoint_dir / "llm").is_dir():      # a Glm4v conversion (llm/ + vision/)
+        from glmtrt.reference.glm4v_verify import verify_glm4v
+
+        report = verify_glm4v(checkpoint_dir, hf_dir, images=images, device=device, compute_dtype=compute_dtype,
+                              max_pixels=max_pixels)
+    elif images or max_pixels:
+        from glmtrt.errors import GlmtrtError
+        raise GlmtrtError("--image / --max-pixels apply to GLM-4.1V (Glm4v) conversions only",
+                          expected=f"{checkpoint_dir}/llm and vision/ (written by `glmtrt convert` on a Glm4v model)")
+    else:
+        report = verify_checkpoint(checkpoint_dir, hf_dir, device=device, compute_dtype=compute_dtype,
+                                   allow_pickle=allow_pickle)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:

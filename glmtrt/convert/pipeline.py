@@ -30,7 +30,7 @@ from glmtrt.checkpoint.manifest import write_manifest
 from glmtrt.checkpoint.safetensors_stream import QUEUED_COPY_BYTES, WINDOW_BYTES, StreamingSafetensorsWriter
 from glmtrt.convert.mapping import Row, Segment, ShardContext, check_plan, expand_rows, rank_shapes, trace_row
 from glmtrt.errors import GlmtrtError
-from glmtrt.models.registry import resolve
+from glmtrt.models.registry import read_hf_config, resolve
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,9 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, dtype: str = "float1
                           expected="int8-wo, int4-wo or no quant here",
                           fix="use glmtrt.quant.convert_calibrated (`glmtrt convert --precision int8-sq|int4-awq`)")
     options = ConvertOptions(dtype, tp_size, quant, kv_cache_dtype, chatglm_version, allow_pickle)
+    family_convert = resolve(read_hf_config(src)).convert
+    if family_convert is not None:   # e.g. glm4v: llm/ + vision/ under one manifest
+        return family_convert(src, out, options, force=force, progress=progress)
     check_output_dir(out, force)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
     log.info("converting %s (%s, %s, %d layers) -> %s [%s, tp=%d]", src, entry.architecture,

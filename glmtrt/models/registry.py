@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object
-from glmtrt.models import chatglm
+from glmtrt.models import chatglm, glm4v
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class FamilyEntry:
     ignored: tuple[str, ...]
     trtllm_config: Callable[..., dict]
     smoothing_groups: Callable[[Any], tuple] | None = None   # calibrated quantization (glmtrt.quant)
+    # a family whose output is more than one TensorRT-LLM checkpoint converts itself
+    convert: Callable[..., Any] | None = None
 
 
 def _chatglm(arch: str, fmt: str, description: str) -> FamilyEntry:
@@ -41,7 +43,20 @@ REGISTRY: dict[str, FamilyEntry] = {e.architecture: e for e in (
     _chatglm("ChatGLMModel", "chatglm", "ChatGLM3-6B (-base, -32k), GLM-4-9B-chat (THUDM layout)"),
     _chatglm("ChatGLMForConditionalGeneration", "chatglm", "ChatGLM3 / GLM-4 (THUDM layout)"),
     _chatglm("GlmForCausalLM", "hf-glm", "GLM-4 / ChatGLM in transformers layout (e.g. glm-4-9b-chat-hf)"),
+    FamilyEntry(glm4v.ARCHITECTURE, "glm4v", "glm4v", "GLM-4.1V-9B / AutoGLM-Phone-9B (text decoder + vision tower)",
+                glm4v.spec_from_glm4v_config, glm4v.layer_rows, glm4v.global_rows, glm4v.IGNORED,
+                glm4v.trtllm_config, convert=glm4v.convert),
 )}
+
+
+def engine_model_class(trtllm_architecture: str | None) -> tuple[str, str] | None:
+    """(--model_cls_file, --model_cls_name) for checkpoints whose engine class glmtrt ships, else None
+    (TensorRT-LLM's own MODEL_MAP class is used)."""
+    if trtllm_architecture == glm4v.ENGINE_ARCHITECTURE:
+        from glmtrt.models.glm4v.engine import MODEL_CLASS, MODEL_FILE
+
+        return str(MODEL_FILE), MODEL_CLASS
+    return None
 
 
 def supported_architectures() -> list[str]:
@@ -69,7 +84,7 @@ def resolve(cfg: Mapping[str, Any]) -> FamilyEntry:
     found = ", ".join(archs) if archs else "no 'architectures' entry"
     raise GlmtrtError(f"unsupported architecture: {found}",
                       expected="one of: " + ", ".join(supported_architectures()),
-                      fix="glmtrt converts ChatGLM3 / GLM-4 checkpoints; check config.json 'architectures'")
+                      fix="glmtrt converts ChatGLM3 / GLM-4 / GLM-4.1V (AutoGLM) checkpoints; check config.json 'architectures'")
 
 
 def load_model(model_dir: str | Path, chatglm_version: str | None = None):

@@ -121,6 +121,7 @@ class VerifyReport:
     tolerance: Tolerance
     passed: bool
     prompts: tuple[PromptResult, ...] = field(default_factory=tuple)
+    truth: str = "GlmForCausalLM"       # the transformers class compared with
 
     @property
     def bound(self) -> float:
@@ -139,7 +140,7 @@ class VerifyReport:
         lines = [
             f"checkpoint {self.checkpoint_dir} ({self.checkpoint_dtype}, tp={self.tp_size}, "
             f"reference computes in {self.compute_dtype})",
-            f"source     {self.hf_dir} ({self.source_format}, transformers GlmForCausalLM float32)",
+            f"source     {self.hf_dir} ({self.source_format}, transformers {self.truth} float32)",
             "",
             f"{'prompt':>6} {'rows':>6} {'max_abs':>11} {'cosine':>10} {'top1':>7}",
         ]
@@ -204,6 +205,43 @@ def _compare(ref, hf, ids=None) -> PromptResult:
     return PromptResult(int(ref.shape[0]), diff, cos, top1, kl, nll_ref, nll_hf)
 
 
+def resolve_tolerance(ref_model, tolerance: Tolerance | None = None):
+    """(checkpoint dtype, compute dtype, tolerance key, Tolerance) of a reference model: weight-only
+    checkpoints use their own entry; `tolerance` overrides the entry."""
+    ckpt_dtype = str(ref_model.config.get("dtype", "float32"))
+    compute = str(ref_model.dtype).replace("torch.", "")
+    key, tol = tolerance_for(ckpt_dtype, compute)
+    quant_algo = (ref_model.config.get("quantization") or {}).get("quant_algo")
+    if quant_algo in _WEIGHT_ONLY_KEYS:
+        key = _WEIGHT_ONLY_KEYS[quant_algo]
+        tol = TOLERANCES[key]
+    elif (ref_model.config.get("quantization") or {}).get("kv_cache_quant_algo") == "INT8":
+        key, tol = "int8-kv", TOLERANCES["int8-kv"]
+    return ckpt_dtype, compute, key, tolerance or tol
+
+
+def quality(results: Sequence[PromptResult]) -> tuple[float, float, float]:
+    """(position-weighted mean KL, perplexity of the reference, perplexity of transformers) on the prompts."""
+    import math
+
+    n = sum(r.positions for r in results)
+    kl = sum(r.kl * r.positions for r in results) / n
+    toks = [max(r.positions // 2 - 1, 0) for r in results]
+    ppl_ref = math.exp(sum(r.nll_ref * t for r, t in zip(results, toks)) / max(sum(toks), 1))
+    ppl_hf = math.exp(sum(r.nll_hf * t for r, t in zip(results, toks)) / max(sum(toks), 1))
+    return kl, ppl_ref, ppl_hf
+
+
+def summarize(results: Sequence[PromptResult], scale: float, tol: Tolerance):
+    """(max_abs, worst cosine, position-weighted top-1, passed) over all prompts."""
+    n = sum(r.positions for r in results)
+    max_abs = max(r.max_abs for r in results)
+    cosine = min(r.cosine for r in results)
+    top1 = sum(r.top1_agreement * r.positions for r in results) / n
+    passed = max_abs <= tol.bound(scale) and cosine >= tol.min_cosine and top1 >= tol.min_top1
+    return max_abs, cosine, top1, passed
+
+
 def reference_logits(model, ids: Sequence[int]):
     """[2*T, V] float32: context-phase logits of the whole prompt, then the same positions decoded
     through the KV cache (first half as context, the rest one token at a time)."""
@@ -238,16 +276,7 @@ def verify_checkpoint(ckpt_dir: str | Path, hf_dir: str | Path, prompts=None, de
     ckpt_dir, hf_dir = Path(ckpt_dir), Path(hf_dir)
     fmt = source_format(read_hf_config(hf_dir))
     ref_model = ReferenceModel.from_checkpoint(ckpt_dir, device=device, dtype=compute_dtype)
-    ckpt_dtype = str(ref_model.config.get("dtype", "float32"))
-    compute = str(ref_model.dtype).replace("torch.", "")
-    key, tol = tolerance_for(ckpt_dtype, compute)
-    quant_algo = (ref_model.config.get("quantization") or {}).get("quant_algo")
-    if quant_algo in _WEIGHT_ONLY_KEYS:
-        key = _WEIGHT_ONLY_KEYS[quant_algo]
-        tol = TOLERANCES[key]
-    elif (ref_model.config.get("quantization") or {}).get("kv_cache_quant_algo") == "INT8":
-        key, tol = "int8-kv", TOLERANCES["int8-kv"]
-    tol = tolerance or tol
+    ckpt_dtype, compute, key, tol = resolve_tolerance(ref_model, tolerance)
     hf_model = load_hf_glm(hf_dir, dtype=torch.float32, device=device, allow_pickle=allow_pickle)
     hf_vocab = hf_model.config.vocab_size
     if hf_vocab != ref_model.vocab_size:
@@ -261,17 +290,8 @@ def verify_checkpoint(ckpt_dir: str | Path, hf_dir: str | Path, prompts=None, de
         ref = reference_logits(ref_model, ids)
         scale = max(scale, hf.abs().max().item())
         results.append(_compare(ref, torch.cat([hf, hf], dim=0), ids))
-    n = sum(r.positions for r in results)
-    max_abs = max(r.max_abs for r in results)
-    cosine = min(r.cosine for r in results)
-    top1 = sum(r.top1_agreement * r.positions for r in results) / n
-    import math
-
-    kl = sum(r.kl * r.positions for r in results) / n
-    toks = [max(r.positions // 2 - 1, 0) for r in results]
-    ppl_ref = math.exp(sum(r.nll_ref * t for r, t in zip(results, toks)) / max(sum(toks), 1))
-    ppl_hf = math.exp(sum(r.nll_hf * t for r, t in zip(results, toks)) / max(sum(toks), 1))
-    passed = max_abs <= tol.bound(scale) and cosine >= tol.min_cosine and top1 >= tol.min_top1
+    max_abs, cosine, top1, passed = summarize(results, scale, tol)
+    kl, ppl_ref, ppl_hf = quality(results)
     return VerifyReport(
         checkpoint_dir=str(ckpt_dir), hf_dir=str(hf_dir), source_format=fmt, checkpoint_dtype=ckpt_dtype,
         compute_dtype=compute, tp_size=ref_model.geometry.tp_size, max_abs=max_abs, logits_scale=scale,

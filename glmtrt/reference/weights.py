@@ -54,8 +54,9 @@ class Geometry:
         return cls(**dims, tp_size=int((cfg.get("mapping") or {}).get("tp_size", 1)))
 
 
-def read_checkpoint_config(ckpt_dir: str | Path) -> dict:
-    """Read and sanity-check `config.json` of a TensorRT-LLM checkpoint dir."""
+def read_checkpoint_config(ckpt_dir: str | Path, position_types: tuple[str, ...] = ("rope_gptj",)) -> dict:
+    """Read and sanity-check `config.json` of a TensorRT-LLM checkpoint dir (`position_types`: the
+    position_embedding_type values the caller executes; the glm4v reference passes "mrope")."""
     path = Path(ckpt_dir) / "config.json"
     if not path.is_file():
         raise GlmtrtError(
@@ -83,9 +84,9 @@ def read_checkpoint_config(ckpt_dir: str | Path) -> dict:
             fix="the reference emulates these quantization formats only",
         )
     pos = cfg.get("position_embedding_type", "rope_gptj")
-    if pos != "rope_gptj":
-        raise GlmtrtError(f"position_embedding_type {pos!r} is not supported",
-                          expected="rope_gptj (ChatGLM2/3, GLM-4)")
+    if pos not in position_types:
+        raise GlmtrtError(f"position_embedding_type {pos!r} is not supported here",
+                          expected=" | ".join(position_types) + " (rope_gptj: ChatGLM2/3, GLM-4; mrope: GLM-4.1V)")
     return cfg
 
 
@@ -179,7 +180,8 @@ def merge_rule(name: str, cfg: dict, geo: Geometry) -> Callable[[list], object]:
     return take_first
 
 
-def load_merged_weights(ckpt_dir: str | Path, dtype=None) -> tuple[dict, dict]:
+def load_merged_weights(ckpt_dir: str | Path, dtype=None,
+                        position_types: tuple[str, ...] = ("rope_gptj",)) -> tuple[dict, dict]:
     """Read `config.json` and all `rank{N}.safetensors`; return (config, full unsplit tensors).
 
     `dtype` (None = keep the stored dtype) converts each tensor as it is merged. The lm_head is cut
@@ -191,7 +193,7 @@ def load_merged_weights(ckpt_dir: str | Path, dtype=None) -> tuple[dict, dict]:
     from safetensors import safe_open
 
     ckpt_dir = Path(ckpt_dir)
-    cfg = read_checkpoint_config(ckpt_dir)
+    cfg = read_checkpoint_config(ckpt_dir, position_types)
     geo = Geometry.from_config(cfg)
     tdtype = _torch_dtype(dtype)
     paths = [ckpt_dir / f"rank{r}.safetensors" for r in range(geo.tp_size)]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from glmtrt.errors import GlmtrtError
+from glmtrt.models.sizes import AttentionSizes
 
 CHATGLM_VERSIONS = ("chatglm3", "glm4")
 
@@ -31,7 +32,7 @@ _GLM4_MIN_VOCAB = 100_000
 
 
 @dataclass(frozen=True)
-class ChatGLMSpec:
+class ChatGLMSpec(AttentionSizes):
     """Architecture facts of a ChatGLM3 / GLM-4 checkpoint, independent of its HF format."""
 
     hf_architecture: str
@@ -58,18 +59,6 @@ class ChatGLMSpec:
     family: str = "chatglm"
 
     # ---- derived sizes -------------------------------------------------------------
-    @property
-    def q_size(self) -> int:
-        return self.num_heads * self.head_size
-
-    @property
-    def kv_size(self) -> int:
-        return self.num_kv_heads * self.head_size
-
-    @property
-    def qkv_rows(self) -> int:
-        return self.q_size + 2 * self.kv_size
-
     @property
     def rotary_base(self) -> float:
         # chatglm3 and glm4 multiply the base by rope_ratio (TRT-LLM chatglm/config.py);

@@ -1,0 +1,253 @@
+"""Glm4vReference: what our GLM-4.1V engine computes, in plain torch (CPU or CUDA).
+
+The decoder follows our engine class (glmtrt/models/glm4v/engine/model.py) over the llm/ checkpoint:
+- prompt-tuning embedding (TensorRT-LLM layers/embedding.py `PromptTuningEmbedding`): ids >= vocab_size
+  read row (id - vocab_size) of the prompt table (the image features), others the vocab embedding;
+- layer (Gemma2-style sandwich, transformers `Glm4vTextDecoderLayer`): x += post_attention_layernorm(
+  attn(input_layernorm(x))); x += post_feedforward_layernorm(mlp(pre_feedforward_layernorm(x)));
+- attention: fused qkv (+bias), GQA, causal by cache index, scale 1/sqrt(head_size); NeoX
+  (rotate-half) M-RoPE on the first rotary_dim dims of the q/k rows that convert permuted
+  (glmtrt.models.glm4v.rotary), cos/sin per slot from the 3-D positions in the context phase and
+  position = cache index + rope delta on all axes in the generation phase (the engine's
+  mrope_rotary_cos_sin / mrope_position_deltas inputs);
+- swiglu MLP ([up; gate] fc), RMSNorm everywhere, ln_f, lm_head, float32 logits.
+Images go through glmtrt.models.glm4v.preprocess + vision.VisionEncoder (the graph of vision/encoder.onnx).
+Precision: dtype None = float32 math; "auto" = the checkpoint dtype for GEMMs and residuals with
+float32 norm statistics, rotary and softmax (like glmtrt.reference.model.ReferenceModel).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from glmtrt.errors import GlmtrtError
+from glmtrt.reference import sampling
+from glmtrt.reference.weights import Geometry, _torch_dtype, load_merged_weights, read_checkpoint_config
+
+log = logging.getLogger(__name__)
+
+_LAYER = ("input_layernorm.weight", "attention.qkv.weight", "attention.qkv.bias", "attention.dense.weight",
+          "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight", "mlp.fc.weight",
+          "mlp.proj.weight", "post_feedforward_layernorm.weight")
+
+
+@dataclass(frozen=True)
+class MultimodalPrompt:
+    """Engine inputs of one request: ids (image tokens -> vocab_size + k), prompt table, 3-D positions."""
+
+    input_ids: list[int]
+    prompt_table: object          # float tensor [image tokens, hidden] or None
+    positions: object             # LongTensor [3, T]
+    rope_delta: int
+    grids: tuple[tuple[int, int, int], ...]
+    notes: tuple[str, ...]        # resize messages, one per resized image
+
+
+def apply_rope_neox(x, cos, sin, rotary_dim: int):
+    """Rotate-half rotary on the first `rotary_dim` dims of x [..., T, D]; cos/sin [T, rotary_dim/2]."""
+    import torch
+
+    half = rotary_dim // 2
+    rot = x[..., :rotary_dim].float()
+    a, b = rot[..., :half], rot[..., half:]
+    out = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
+    return torch.cat((out.to(x.dtype), x[..., rotary_dim:]), dim=-1)
+
+
+class Glm4vReference:
+    """CPU/CUDA executor of a glmtrt Glm4v conversion (llm/ + vision/), see module docstring."""
+
+    def __init__(self, config: dict, weights: dict, vision_dir: Path | None, device="cpu", dtype=None):
+        import torch
+
+        from glmtrt.models.glm4v.positions import text_inv_freq
+
+        self.config = dict(config)
+        self.geometry = geo = Geometry.from_config(config)
+        self.vocab_size = geo.vocab_size
+        self.device = torch.device(device)
+        self.dtype = _torch_dtype(config.get("dtype", "float32") if dtype == "auto" else dtype) or torch.float32
+        self.eps = float(config.get("norm_epsilon", 1e-5))
+        self.rotary_dim = int(config.get("rotary_embedding_dim") or geo.head_size * float(config["rotary_pct"]))
+        self.section = tuple(int(s) for s in config["mrope_section"])
+        self.theta = float(config.get("rotary_base", 10000.0))
+        self.max_positions = int(config.get("max_position_embeddings", 32768))
+        self.image_token_id = int(config.get("image_token_id", 151343))
+        self.inv_freq = text_inv_freq(self.rotary_dim, self.theta).to(self.device)
+
+        def w(name):
+            if name not in weights:
+                raise GlmtrtError(f"llm/ checkpoint lacks tensor {name!r}", expected="a Glm4v conversion by glmtrt")
+            return weights[name].to(device=self.device, dtype=self.dtype)
+
+        self.embedding = w("transformer.vocab_embedding.weight")
+        self.layers = [{k: w(f"transformer.layers.{i}.{k}") for k in _LAYER} for i in range(geo.num_layers)]
+        self.ln_f = w("transformer.ln_f.weight")
+        self.lm_head = w("lm_head.weight")
+        self.vision = None
+        self.vision_cfg = None
+        if vision_dir is not None:
+            from glmtrt.models.glm4v.vision import VisionEncoder
+
+            self.vision = VisionEncoder.from_dir(vision_dir).to(self.device)
+            self.vision_cfg = json.loads((Path(vision_dir) / "config.json").read_text(encoding="utf-8"))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt_dir: str | Path, device="cpu", dtype=None) -> "Glm4vReference":
+        """Load `<ckpt_dir>/llm` (any tp_size, weight-only emulated) and `<ckpt_dir>/vision` when present."""
+        ckpt_dir = Path(ckpt_dir)
+        llm = ckpt_dir / "llm"
+        if not llm.is_dir():
+            raise GlmtrtError(f"{ckpt_dir} has no llm/ directory", expected="the output of `glmtrt convert` on a "
+                              "Glm4vForConditionalGeneration checkpoint")
+        if dtype == "auto":
+            dtype = read_checkpoint_config(llm, ("mrope",)).get("dtype", "float32")
+        cfg, weights = load_merged_weights(llm, dtype=_torch_dtype(dtype) or "float32", position_types=("mrope",))
+        vision = ckpt_dir / "vision"
+        model = cls(cfg, weights, vision if (vision / "vision.safetensors").is_file() else None, device, dtype)
+        log.info("glm4v reference: %d layers, compute %s on %s, vision %s", model.geometry.num_layers,
+                 str(model.dtype).replace("torch.", ""), model.device, "yes" if model.vision else "no")
+        return model
+
+    # ------------------------------------------------------------------ prompt preparation
+
+    def prepare(self, ids: Sequence[int], images: Sequence = (), *, min_pixels: int | None = None,
+                max_pixels: int | None = None, max_images: int | None = None) -> MultimodalPrompt:
+        """Engine inputs for `ids` holding one image token per image in `images` (paths, bytes, PIL)."""
+        import torch
+
+        from glmtrt.models.glm4v import positions as P
+        from glmtrt.models.glm4v.preprocess import MAX_PIXELS, MIN_PIXELS, preprocess_image
+        from glmtrt.models.glm4v.vision import encode_image
+
+        if max_images is not None and len(images) > max_images:
+            raise GlmtrtError(f"{len(images)} images in one request", expected=f"at most {max_images} "
+                              "(the engine's prompt-table size / max_images)", fix="send fewer images")
+        if images and self.vision is None:
+            raise GlmtrtError("this conversion has no vision/ part", expected="vision/vision.safetensors",
+                              fix="re-run `glmtrt convert` on the full Glm4v checkpoint")
+        feats, grids, notes = [], [], []
+        for img in images:
+            v = self.vision_cfg["vision"]
+            inp = preprocess_image(img, patch_size=v["patch_size"], merge_size=v["spatial_merge_size"],
+                                   temporal_patch_size=v["temporal_patch_size"],
+                                   min_pixels=min_pixels or MIN_PIXELS, max_pixels=max_pixels or MAX_PIXELS)
+            if inp.note:
+                log.warning("%s", inp.note)
+                notes.append(inp.note)
+            grids.append(inp.grid_thw)
+            feats.append(encode_image(self.vision, inp))
+        full, types = P.expand_image_tokens(ids, grids, self.image_token_id)
+        positions, delta = P.rope_index(types, grids)
+        engine_ids, k = [], 0
+        for tok, kind in zip(full, types):
+            engine_ids.append(self.vocab_size + k if kind else tok)
+            k += kind
+        table = torch.cat(feats).to(self.dtype) if feats else None
+        return MultimodalPrompt(engine_ids, table, positions, delta, tuple(grids), tuple(notes))
+
+    # ------------------------------------------------------------------ numerics
+
+    def _norm(self, x, weight):
+        import torch
+
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * weight
+
+    def _attention(self, layer, x, cos, sin, past_kv, start: int):
+        import torch
+
+        geo = self.geometry
+        b, t, _ = x.shape
+        hd, nh, nkv = geo.head_size, geo.num_heads, geo.num_kv_heads
+        qkv = torch.nn.functional.linear(x, layer["attention.qkv.weight"], layer["attention.qkv.bias"])
+        q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+        q = apply_rope_neox(q.view(b, t, nh, hd).transpose(1, 2), cos, sin, self.rotary_dim)
+        k = apply_rope_neox(k.view(b, t, nkv, hd).transpose(1, 2), cos, sin, self.rotary_dim)
+        v = v.view(b, t, nkv, hd).transpose(1, 2)
+        if past_kv is not None:
+            k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
+        qg = q.reshape(b, nkv, nh // nkv, t, hd).float()
+        scores = torch.matmul(qg, k.float().unsqueeze(2).transpose(-1, -2)) / math.sqrt(hd)
+        idx = torch.arange(start, start + t, device=x.device)
+        mask = torch.arange(k.shape[2], device=x.device)[None, :] > idx[:, None]
+        probs = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1).to(v.dtype)
+        out = torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd).transpose(1, 2).reshape(b, t, nh * hd)
+        return torch.nn.functional.linear(out, layer["attention.dense.weight"]), (k, v)
+
+    def forward(self, input_ids, past=None, prompt_table=None, positions=None, rope_delta: int = 0):
+        """Logits float32 [B, T, V] and the new past.
+
+        positions: LongTensor [3, T] (context phase of an image prompt) or None = (cache index +
+        rope_delta) on all three axes (text prompts, and every generation step).
+        """
+        import torch
+
+        from glmtrt.models.glm4v.positions import mrope_cos_sin
+
+        with torch.inference_mode():
+            ids = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)
+            if ids.dim() != 2 or ids.shape[1] == 0:
+                raise GlmtrtError(f"input_ids of shape {tuple(ids.shape)}", expected="[batch, tokens>=1]")
+            n_table = 0 if prompt_table is None else int(prompt_table.shape[0])
+            if int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size + n_table:
+                raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
+                                  expected=f"ids < vocab_size {self.vocab_size} + prompt table rows {n_table}")
+            start = 0 if past is None else past[0][0].shape[2]
+            t = ids.shape[1]
+            if positions is None:
+                positions = (torch.arange(start, start + t) + int(rope_delta)).view(1, -1).expand(3, -1)
+            cos, sin = (c.to(self.device) for c in mrope_cos_sin(positions, self.rotary_dim, self.theta, self.section))
+            is_table = ids >= self.vocab_size
+            h = torch.nn.functional.embedding(ids.clamp(max=self.vocab_size - 1), self.embedding)
+            if is_table.any():
+                rows = prompt_table.to(device=self.device, dtype=self.dtype)[ids[is_table] - self.vocab_size]
+                h[is_table] = rows
+            new_past = []
+            for i, layer in enumerate(self.layers):
+                attn, kv = self._attention(layer, self._norm(h, layer["input_layernorm.weight"]), cos, sin,
+                                           None if past is None else past[i], start)
+                new_past.append(kv)
+                h = h + self._norm(attn, layer["post_attention_layernorm.weight"])
+                x = self._norm(h, layer["pre_feedforward_layernorm.weight"])
+                value, gate = torch.nn.functional.linear(x, layer["mlp.fc.weight"]).chunk(2, dim=-1)
+                mlp = torch.nn.functional.linear(torch.nn.functional.silu(gate) * value, layer["mlp.proj.weight"])
+                h = h + self._norm(mlp, layer["post_feedforward_layernorm.weight"])
+            logits = torch.nn.functional.linear(self._norm(h, self.ln_f), self.lm_head).float()
+        return logits, tuple(new_past)
+
+    def prompt_forward(self, prompt: MultimodalPrompt):
+        """Context-phase logits [1, T, V] and past of a prepared prompt."""
+        return self.forward([prompt.input_ids], None, prompt.prompt_table,
+                            prompt.positions if prompt.grids else None)
+
+    def generate(self, prompt: MultimodalPrompt | Sequence[int], max_new_tokens: int, end_id: int | None,
+                 stop_ids=(), temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 seed: int | None = None) -> Iterator[int]:
+        """Yield new token ids (batch 1, KV cache; greedy when temperature == 0 or top_k == 1), like
+        ReferenceModel.generate: end_id is not yielded, a stop id is yielded and ends generation."""
+        if not isinstance(prompt, MultimodalPrompt):
+            prompt = self.prepare(prompt)
+        if max_new_tokens < 0:
+            raise GlmtrtError(f"max_new_tokens={max_new_tokens}", expected=">= 0")
+        sampling.validate_sampling(temperature, top_k, top_p)
+        gen = None if sampling.is_greedy(temperature, top_k) else sampling.make_generator(seed, self.device)
+        return self._generate(prompt, max_new_tokens, -1 if end_id is None else int(end_id),
+                              {int(s) for s in stop_ids}, temperature, top_k, top_p, gen)
+
+    def _generate(self, prompt, max_new_tokens, end_id, stop, temperature, top_k, top_p, gen):
+        if max_new_tokens == 0:
+            return
+        logits, past = self.prompt_forward(prompt)
+        for step in range(max_new_tokens):
+            tok = sampling.sample_token(logits[0, -1], temperature, top_k, top_p, gen)
+            if tok == end_id:
+                return
+            yield tok
+            if tok in stop or step + 1 == max_new_tokens:
+                return
+            logits, past = self.forward([[tok]], past, rope_delta=prompt.rope_delta)
