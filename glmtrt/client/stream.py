@@ -8,45 +8,15 @@ additions (glmtrt.triton.pymodels.common.REQUEST_PARAMETERS).
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import uuid
 from typing import Iterator, Sequence
 
-import numpy as np
-
+from glmtrt.client.request import build_inputs, request_parameters
 from glmtrt.errors import GlmtrtError
 
 log = logging.getLogger(__name__)
-
-
-def build_inputs(text: str, *, max_tokens: int, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None, stop_words: Sequence[str] | None = None,
-                 bad_words: Sequence[str] | None = None, stream: bool = True):
-    """tritonclient.grpc InferInputs with the ensemble's tensor names (TensorRT-LLM 1.2.x)."""
-    import tritonclient.grpc as grpcclient
-
-    def tensor(name, arr, dtype):
-        t = grpcclient.InferInput(name, list(arr.shape), dtype)
-        t.set_data_from_numpy(arr)
-        return t
-
-    inputs = [tensor("text_input", np.array([[text.encode("utf-8")]], dtype=object), "BYTES"),
-              tensor("max_tokens", np.array([[max_tokens]], dtype=np.int32), "INT32"),
-              tensor("stream", np.array([[stream]], dtype=bool), "BOOL")]
-    if temperature is not None:
-        inputs.append(tensor("temperature", np.array([[temperature]], dtype=np.float32), "FP32"))
-    if top_k is not None:
-        inputs.append(tensor("top_k", np.array([[top_k]], dtype=np.int32), "INT32"))
-    if top_p is not None:
-        inputs.append(tensor("top_p", np.array([[top_p]], dtype=np.float32), "FP32"))
-    if seed is not None:
-        inputs.append(tensor("seed", np.array([[seed]], dtype=np.uint64), "UINT64"))
-    for name, words in (("stop_words", stop_words), ("bad_words", bad_words)):
-        if words:
-            inputs.append(tensor(name, np.array([[w.encode("utf-8") for w in words]], dtype=object), "BYTES"))
-    return inputs
 
 
 def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens: int = 256, chat: bool = True,
@@ -65,11 +35,7 @@ def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    params: dict = {"output_mode": output_mode}
-    if chat or history:
-        params["apply_chat_template"] = True
-    if history:
-        params["messages"] = json.dumps(list(history), ensure_ascii=False)
+    params = request_parameters(chat=chat, history=history, output_mode=output_mode)
     inputs = build_inputs(text, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                           seed=seed, stop_words=stop_words, bad_words=bad_words, stream=stream)
     rid = request_id or uuid.uuid4().hex
