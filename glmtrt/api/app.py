@@ -8,6 +8,7 @@ Triton request (checked between responses, and the stream is closed on every exi
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from typing import AsyncIterator
@@ -57,6 +58,8 @@ class Generation:
         await self._it.aclose()
         if not self._count.done():
             self._count.cancel()
+        elif not self._count.cancelled() and self._count.exception() is not None:
+            log.debug("prompt token count failed: %s", self._count.exception())
 
     def _pieces(self, text: str, final: bool):
         text = self._stop.push(text) + (self._stop.flush() if final else "")
@@ -92,7 +95,7 @@ class Generation:
 
 def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str | None = None):
     """The ASGI app. `backend` talks to Triton; `served_model_name` is the only model listed."""
-    from fastapi import FastAPI, Request
+    from fastapi import APIRouter, Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
     from contextlib import asynccontextmanager
@@ -116,13 +119,19 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
         loc = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
         return error(400, f"{loc or 'body'}: {first.get('msg', 'invalid request')}", param=loc)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1"):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
-                return error(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
-                             code="invalid_api_key")
-        return await call_next(request)
+    class _Unauthorized(Exception):
+        pass
+
+    @app.exception_handler(_Unauthorized)
+    async def _unauthorized(request, exc):
+        return error(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+
+    async def check_key(request: Request) -> None:
+        """A dependency, not a middleware: Starlette's BaseHTTPMiddleware would wrap the SSE streams."""
+        if api_key and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {api_key}"):
+            raise _Unauthorized()
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
 
     @app.get("/health")
     async def health():
@@ -131,7 +140,7 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
             return error(503, why, code="not_ready")
         return {"status": "ready", "triton": backend.url, "model": backend.model}
 
-    @app.get("/v1/models")
+    @v1.get("/models")
     async def models():
         return {"object": "list", "data": [{"id": served_model_name, "object": "model", "created": 0,
                                             "owned_by": "glmtrt"}]}
@@ -215,7 +224,7 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
         choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": gen.finish_reason}
         return {**base, "object": "text_completion", "choices": [choice]}
 
-    @app.post("/v1/chat/completions")
+    @v1.post("/chat/completions")
     async def chat_completions(body: P.ChatRequest, request: Request):
         try:
             messages = P.glm_messages(body)
@@ -223,7 +232,7 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
             return error(exc.status, str(exc), exc.param, exc.code)
         return await run(body, "", messages, request, chat=True, reasoning=P.wants_reasoning(body))
 
-    @app.post("/v1/completions")
+    @v1.post("/completions")
     async def completions(body: P.CompletionRequest, request: Request):
         try:
             prompt = P.completion_prompt(body)
@@ -231,4 +240,5 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
             return error(exc.status, str(exc), exc.param, exc.code)
         return await run(body, prompt, None, request, chat=False, reasoning=False)
 
+    app.include_router(v1)
     return app

@@ -167,7 +167,7 @@ def finish_reason(completion_tokens: int, max_tokens: int) -> Literal["stop", "l
     """"length" when the engine produced max_tokens tokens, else "stop" (end id or a stop word).
 
     TensorRT-LLM's ensemble does not report why a request ended; a request that ends on a
-    stop token exactly at max_tokens reads as "length", as it does in vLLM when both coincide.
+    stop token exactly at max_tokens reads as "length".
     """
     return "length" if completion_tokens >= max_tokens else "stop"
 
