@@ -4,6 +4,7 @@ Streaming answers are server-sent events (`data: {chunk}` ... `data: [DONE]`, Op
 an error before the first token is an HTTP error with OpenAI's error JSON, an error after it
 is one `data: {"error": ...}` event before `[DONE]`. A client that goes away cancels its
 Triton request (checked between responses, and the stream is closed on every exit path).
+Imported only by `glmtrt openai` (FastAPI is the `api` extra).
 """
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import asyncio
 import hmac
 import json
 import logging
+from contextlib import asynccontextmanager
 from typing import AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from glmtrt.api import protocol as P
 from glmtrt.api.backend import BackendError, TritonBackend
@@ -95,11 +101,6 @@ class Generation:
 
 def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str | None = None):
     """The ASGI app. `backend` talks to Triton; `served_model_name` is the only model listed."""
-    from fastapi import APIRouter, Depends, FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from contextlib import asynccontextmanager
-
     @asynccontextmanager
     async def lifespan(app):
         yield
