@@ -24,6 +24,7 @@ TRITON = os.environ.get("GLMTRT_UI_TRITON", "127.0.0.1:8001")
 METRICS = os.environ.get("GLMTRT_UI_METRICS") or None
 DEFAULT_MODEL = os.environ.get("GLMTRT_UI_MODEL", "ensemble")
 DEFAULT_TEMPERATURE = min(2.0, max(0.0, float(os.environ.get("GLMTRT_UI_TEMPERATURE") or 0.7)))
+DEFAULT_MAX_TOKENS = min(8192, max(1, int(os.environ.get("GLMTRT_UI_MAX_TOKENS") or 256)))
 
 
 @st.cache_resource(show_spinner=False)
@@ -63,7 +64,7 @@ with st.sidebar:
     system = st.text_area("System prompt / 系统提示", key="system", height=80)
     temperature = st.slider("Temperature", 0.0, 2.0, DEFAULT_TEMPERATURE, 0.05, help="0 = greedy")
     top_p = st.slider("Top-p", 0.05, 1.0, 0.9, 0.05)
-    max_tokens = st.number_input("Max tokens", min_value=1, max_value=8192, value=256, step=16)
+    max_tokens = st.number_input("Max tokens", min_value=1, max_value=8192, value=DEFAULT_MAX_TOKENS, step=16)
     sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": int(max_tokens)}
     st.subheader("Server")
     st.caption(f"Triton {TRITON}")

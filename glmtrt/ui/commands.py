@@ -37,9 +37,11 @@ def streamlit_command(host: str, port: int) -> list[str]:
             "--global.developmentMode", "false"]
 
 
-def ui_env(triton: str, metrics_url: str | None, model: str, temperature: float = 0.7) -> dict[str, str]:
+def ui_env(triton: str, metrics_url: str | None, model: str, temperature: float = 0.7,
+           max_tokens: int = 256) -> dict[str, str]:
     """The page's settings as GLMTRT_UI_* variables (read by glmtrt/ui/app.py)."""
-    env = dict(os.environ, GLMTRT_UI_TRITON=triton, GLMTRT_UI_MODEL=model, GLMTRT_UI_TEMPERATURE=str(temperature))
+    env = dict(os.environ, GLMTRT_UI_TRITON=triton, GLMTRT_UI_MODEL=model, GLMTRT_UI_TEMPERATURE=str(temperature),
+               GLMTRT_UI_MAX_TOKENS=str(max_tokens))
     env["GLMTRT_UI_METRICS"] = metrics_url or ""
     return env
 
@@ -55,7 +57,9 @@ def register(group: click.Group) -> None:
     @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
     @click.option("--temperature", type=click.FloatRange(0.0, 2.0), default=0.7, show_default=True,
                   help="The page's default temperature (0 = greedy).")
-    def ui_cmd(triton, metrics, model, host, port, temperature):
+    @click.option("--max-tokens", type=click.IntRange(1, 8192), default=256, show_default=True,
+                  help="The page's default answer length.")
+    def ui_cmd(triton, metrics, model, host, port, temperature, max_tokens):
         """Serve the web chat (Streamlit) for the Triton server at --triton."""
         try:
             import streamlit  # noqa: F401
@@ -65,4 +69,4 @@ def register(group: click.Group) -> None:
         click.echo(f"glmtrt ui: http://{host}:{port}  (Triton {triton}, model {model}, metrics {murl or 'off'})")
         sys.stdout.flush()
         argv = streamlit_command(host, port)
-        os.execve(argv[0], argv, ui_env(triton, murl, model, temperature))
+        os.execve(argv[0], argv, ui_env(triton, murl, model, temperature, max_tokens))

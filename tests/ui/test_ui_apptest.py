@@ -25,6 +25,8 @@ def triton(tmp_path_factory):
 def page(url: str, metrics: str = "") -> "testing.AppTest":
     os.environ["GLMTRT_UI_TRITON"] = url
     os.environ["GLMTRT_UI_METRICS"] = metrics
+    os.environ["GLMTRT_UI_TEMPERATURE"] = "0"        # greedy: the scripted answer
+    os.environ["GLMTRT_UI_MAX_TOKENS"] = "48"        # the test repository's max_seq_len is 160
     at = testing.AppTest.from_file(APP, default_timeout=120)
     at.run()
     assert not at.exception, at.exception
@@ -39,9 +41,7 @@ def ask(at, text: str):
 
 @pytest.fixture
 def at(triton):
-    at = page(triton.grpc_url, f"http://{triton.host}:{triton.metrics_port}/metrics")
-    at.sidebar.slider[0].set_value(0.0).run()           # greedy: the scripted answer
-    return at
+    return page(triton.grpc_url, f"http://{triton.host}:{triton.metrics_port}/metrics")
 
 
 def test_answer_streams_with_thinking_folded_and_stats(at):

@@ -41,7 +41,7 @@ def ui(tmp_path_factory):
     with start_server(make_repo(tmp_path_factory.mktemp("browser"), max_batch_size=8)[0]) as triton:
         port = free_port()
         log = open(tmp_path_factory.mktemp("uilog") / "ui.log", "w+")
-        proc = subprocess.Popen([sys.executable, "-m", "glmtrt", "ui", "--temperature", "0", "--triton", triton.grpc_url,
+        proc = subprocess.Popen([sys.executable, "-m", "glmtrt", "ui", "--temperature", "0", "--max-tokens", "48", "--triton", triton.grpc_url,
                                  "--metrics", f"{triton.host}:{triton.metrics_port}", "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         url = f"http://127.0.0.1:{port}"
