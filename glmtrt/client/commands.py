@@ -1,4 +1,5 @@
-"""Click commands of the client stage: `glmtrt chat URL`, `glmtrt generate URL PROMPT`.
+"""Click commands of the client stage: `glmtrt chat URL`, `glmtrt generate URL PROMPT` (and bench / report / eval
+from bench_commands.py).
 
 Thin: options -> `glmtrt.client.stream.stream_generate`; text is written as it streams
 (UTF-8, complete characters only: the server never splits a character).
@@ -76,3 +77,7 @@ def register(group: click.Group) -> None:
                                                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                                                   stop_words=list(stop_words) or None, timeout=timeout))
             history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+
+    from glmtrt.client.bench_commands import register as register_bench
+
+    register_bench(group)

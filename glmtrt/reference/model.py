@@ -75,6 +75,21 @@ def apply_rope_gptj(x, cos, sin, rotary_dim: int):
     return torch.cat((out.to(x.dtype), x[..., rotary_dim:]), dim=-1)
 
 
+ROW_BLOCK = 16  # see ReferenceModel._linear
+
+
+class KVCache:
+    """Per-sequence KV cache: k, v [layers, kv_heads, capacity, head_size]; `length` tokens filled."""
+
+    def __init__(self, layers: int, kv_heads: int, capacity: int, head_size: int, dtype, device):
+        import torch
+
+        self.k = torch.zeros(layers, kv_heads, capacity, head_size, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+        self.capacity = capacity
+        self.length = 0
+
+
 class ReferenceModel:
     """CPU/CUDA executor of a TensorRT-LLM chatglm checkpoint (see module docstring)."""
 
@@ -170,42 +185,87 @@ class ReferenceModel:
 
     @staticmethod
     def _linear(x, weight, bias):
+        """x @ weight.T + bias: every matmul of the model goes through here.
+
+        Fewer than ROW_BLOCK rows are zero-padded to ROW_BLOCK: the CPU BLAS rounds a row's result
+        differently depending on how many rows it computes together (measured here: 1, 2, 3, 5, 6,
+        7, 9, 10 and 11 rows differ from 12 or more in the last bits), and a sequence must decode
+        to the same tokens alone and inside any in-flight batch.
+        """
         import torch
 
-        return torch.nn.functional.linear(x, weight, bias)
+        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+        if rows >= ROW_BLOCK or rows == 0:
+            return torch.nn.functional.linear(x, weight, bias)
+        flat = x.reshape(rows, x.shape[-1])
+        flat = torch.cat((flat, flat.new_zeros(ROW_BLOCK - rows, flat.shape[1])))
+        return torch.nn.functional.linear(flat, weight, bias)[:rows].reshape(*x.shape[:-1], weight.shape[0])
+
+    def _rope(self, positions):
+        """cos, sin tables [..., T, rotary_dim/2] for positions [T] or [B, T] (then [B, 1, T, r/2])."""
+        freqs = (positions.float() * self.pos_scale)[..., None] * self.inv_freq
+        if positions.dim() == 2:
+            freqs = freqs[:, None]
+        return freqs.cos(), freqs.sin()
+
+    def _qkv(self, layer: _Layer, x, cos, sin):
+        """q [B, heads, T, D], k and v [B, kv_heads, T, D] after rotary."""
+        geo = self.geometry
+        b, t, _ = x.shape
+        hd, nh, nkv = geo.head_size, geo.num_heads, geo.num_kv_heads
+        q, k, v = self._linear(x, layer.qkv_w, layer.qkv_b).split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+        q = apply_rope_gptj(q.view(b, t, nh, hd).transpose(1, 2), cos, sin, self.rotary_dim)
+        k = apply_rope_gptj(k.view(b, t, nkv, hd).transpose(1, 2), cos, sin, self.rotary_dim)
+        return q, k, v.view(b, t, nkv, hd).transpose(1, 2)
+
+    def _sdpa(self, q, k, v, positions):
+        """Causal GQA attention of q [b, nh, t, D] over k, v [b, nkv, s, D] -> [b, t, nh * D]."""
+        import torch
+
+        geo = self.geometry
+        b, nh, t, hd = q.shape
+        nkv, s = k.shape[1], k.shape[2]
+        qg = q.reshape(b, nkv, nh // nkv, t, hd).float()
+        scores = torch.matmul(qg, k.float().unsqueeze(2).transpose(-1, -2)) / math.sqrt(geo.head_size)
+        if positions is not None:
+            mask = torch.arange(s, device=q.device)[None, :] > positions[:, None]
+            scores = scores.masked_fill(mask, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        out = torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd)
+        return out.transpose(1, 2).reshape(b, t, nh * hd)
 
     def _attention(self, layer: _Layer, x, cos, sin, past_kv, positions):
         import torch
 
-        geo = self.geometry
-        b, t, _ = x.shape
-        hd, nh, nkv = geo.head_size, geo.num_heads, geo.num_kv_heads
-        qkv = self._linear(x, layer.qkv_w, layer.qkv_b)
-        q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
-        q = q.view(b, t, nh, hd).transpose(1, 2)
-        k = k.view(b, t, nkv, hd).transpose(1, 2)
-        v = v.view(b, t, nkv, hd).transpose(1, 2)
-        q = apply_rope_gptj(q, cos, sin, self.rotary_dim)
-        k = apply_rope_gptj(k, cos, sin, self.rotary_dim)
+        q, k, v = self._qkv(layer, x, cos, sin)
         if past_kv is not None:
             k = torch.cat((past_kv[0], k), dim=2)
             v = torch.cat((past_kv[1], v), dim=2)
-        s = k.shape[2]
-        rep = nh // nkv
-        qg = q.reshape(b, nkv, rep, t, hd).float()
-        scores = torch.matmul(qg, k.float().unsqueeze(2).transpose(-1, -2)) / math.sqrt(hd)
-        mask = torch.arange(s, device=x.device)[None, :] > positions[:, None]
-        scores = scores.masked_fill(mask, float("-inf"))
-        probs = torch.softmax(scores, dim=-1).to(v.dtype)
-        out = torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd)
-        out = out.transpose(1, 2).reshape(b, t, nh * hd)
-        return self._linear(out, layer.dense_w, layer.dense_b), (k, v)
+        return self._linear(self._sdpa(q, k, v, positions), layer.dense_w, layer.dense_b), (k, v)
 
     def _mlp(self, layer: _Layer, x):
         import torch
 
         value, gate = self._linear(x, layer.fc_w, layer.fc_b).chunk(2, dim=-1)
         return self._linear(torch.nn.functional.silu(gate) * value, layer.proj_w, layer.proj_b)
+
+    def _check_ids(self, ids):
+        if int(ids.min()) < 0 or int(ids.max()) >= self.embedding.shape[0]:
+            raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
+                              expected=f"ids in [0, {self.embedding.shape[0]})")
+
+    def _stack(self, ids, attend):
+        """Embedding, the decoder layers (attention by `attend(i, layer, normed)`), ln_f, lm_head."""
+        import torch
+
+        h = torch.nn.functional.embedding(ids, self.embedding)
+        for i, layer in enumerate(self.layers):
+            normed = self._norm(h, layer.ln1_w, layer.ln1_b)
+            h = (normed if self.post_ln_residual else h) + attend(i, layer, normed)
+            normed = self._norm(h, layer.ln2_w, layer.ln2_b)
+            h = (normed if self.post_ln_residual else h) + self._mlp(layer, normed)
+        h = self._norm(h, self.ln_f_w, self.ln_f_b)
+        return self._linear(h, self.lm_head, None).float()
 
     def forward(self, input_ids, past=None):
         """Logits float32 [B, T, V] for input_ids [B, T] continuing after `past` (None = fresh).
@@ -219,35 +279,88 @@ class ReferenceModel:
             ids = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)
             if ids.dim() != 2 or ids.shape[1] == 0:
                 raise GlmtrtError(f"input_ids of shape {tuple(ids.shape)}", expected="[batch, tokens>=1]")
-            if int(ids.min()) < 0 or int(ids.max()) >= self.embedding.shape[0]:
-                raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
-                                  expected=f"ids in [0, {self.embedding.shape[0]})")
+            self._check_ids(ids)
             start = 0 if past is None else past[0][0].shape[2]
-            t = ids.shape[1]
-            positions = torch.arange(start, start + t, device=self.device)
-            freqs = (positions.float() * self.pos_scale)[:, None] * self.inv_freq[None, :]
-            cos, sin = freqs.cos(), freqs.sin()
-            h = torch.nn.functional.embedding(ids, self.embedding)
+            positions = torch.arange(start, start + ids.shape[1], device=self.device)
+            cos, sin = self._rope(positions)
             new_past = []
-            for i, layer in enumerate(self.layers):
-                normed = self._norm(h, layer.ln1_w, layer.ln1_b)
-                attn, kv = self._attention(layer, normed, cos, sin,
-                                           None if past is None else past[i], positions)
+
+            def attend(i, layer, normed):
+                out, kv = self._attention(layer, normed, cos, sin, None if past is None else past[i], positions)
                 new_past.append(kv)
-                h = (normed if self.post_ln_residual else h) + attn
-                normed = self._norm(h, layer.ln2_w, layer.ln2_b)
-                h = (normed if self.post_ln_residual else h) + self._mlp(layer, normed)
-            h = self._norm(h, self.ln_f_w, self.ln_f_b)
-            logits = self._linear(h, self.lm_head, None).float()
+                return out
+
+            logits = self._stack(ids, attend)
         return logits, tuple(new_past)
+
+    # ------------------------------------------------------------------ in-flight batching
+
+    def new_cache(self, capacity: int) -> "KVCache":
+        """An empty KV cache for one sequence of up to `capacity` tokens."""
+        geo = self.geometry
+        return KVCache(geo.num_layers, geo.num_kv_heads, capacity, geo.head_size, self.dtype, self.device)
+
+    def prefill(self, input_ids, cache: "KVCache"):
+        """Run one prompt (list of ids) into an empty `cache`; logits float32 [T, V]."""
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.as_tensor([list(input_ids)], dtype=torch.long, device=self.device)
+            self._check_ids(ids)
+            t = ids.shape[1]
+            if cache.length != 0 or t > cache.capacity:
+                raise GlmtrtError(f"prefill of {t} tokens into a cache holding {cache.length}/{cache.capacity}",
+                                  expected="an empty cache with room for the prompt")
+            positions = torch.arange(t, device=self.device)
+            cos, sin = self._rope(positions)
+
+            def attend(i, layer, normed):
+                q, k, v = self._qkv(layer, normed, cos, sin)
+                cache.k[i, :, :t], cache.v[i, :, :t] = k[0], v[0]
+                return self._linear(self._sdpa(q, k, v, positions), layer.dense_w, layer.dense_b)
+
+            logits = self._stack(ids, attend)
+            cache.length = t
+        return logits[0]
+
+    def decode(self, tokens, caches: list["KVCache"]):
+        """One decoding step of several sequences together: token b continues `caches[b]`.
+
+        The linear layers run once over the whole batch; attention reads each sequence's own
+        cache. Returns logits float32 [B, V]; every cache grows by one token.
+        """
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.as_tensor([[int(t)] for t in tokens], dtype=torch.long, device=self.device)
+            self._check_ids(ids)
+            lengths = [c.length for c in caches]
+            if any(n >= c.capacity for n, c in zip(lengths, caches)):
+                raise GlmtrtError("a sequence outgrew its KV cache", expected="prompt + output within capacity")
+            cos, sin = self._rope(torch.tensor(lengths, device=self.device)[:, None])
+
+            def attend(i, layer, normed):
+                q, k, v = self._qkv(layer, normed, cos, sin)
+                outs = []
+                for b, (n, c) in enumerate(zip(lengths, caches)):
+                    c.k[i, :, n], c.v[i, :, n] = k[b, :, 0], v[b, :, 0]
+                    outs.append(self._sdpa(q[b:b + 1], c.k[i, None, :, :n + 1], c.v[i, None, :, :n + 1], None))
+                return self._linear(torch.cat(outs), layer.dense_w, layer.dense_b)
+
+            logits = self._stack(ids, attend)
+            for c in caches:
+                c.length += 1
+        return logits[:, -1]
 
     __call__ = forward
 
-    def generate(self, ids, max_new_tokens: int, end_id: int | None, stop_ids=(), temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> Iterator[int]:
+    def generate(self, ids, max_new_tokens: int, end_id: int | None, stop_ids=(),
+                 temperature: float = sampling.DEFAULT_TEMPERATURE, top_k: int = sampling.DEFAULT_TOP_K,
+                 top_p: float = sampling.DEFAULT_TOP_P, seed: int | None = None) -> Iterator[int]:
         """Yield new token ids one at a time (batch 1, KV cache).
 
-        Greedy when temperature == 0 or top_k == 1. Generation ends after `max_new_tokens`, at
+        Sampling has the engine's semantics and defaults (`glmtrt.reference.sampling`): greedy when
+        temperature == 0, top_k == 1, or neither top_k nor top_p is set (both 0, the defaults). Generation ends after `max_new_tokens`, at
         `end_id` (not yielded, like the engine's end_id; None = no end id) or after yielding a token
         in `stop_ids` (yielded, like TensorRT-LLM stop words). Argument errors raise at call time;
         the returned iterator computes lazily, one forward per yielded token.
@@ -257,9 +370,9 @@ class ReferenceModel:
             raise GlmtrtError("generate() got an empty prompt", expected="at least one token id")
         if max_new_tokens < 0:
             raise GlmtrtError(f"max_new_tokens={max_new_tokens}", expected=">= 0")
-        sampling.validate_sampling(temperature, top_k, top_p)
+        sampling.validate_sampling(temperature, top_k, top_p, seed)
         stop = {int(s) for s in stop_ids}
-        generator = None if sampling.is_greedy(temperature, top_k) else \
+        generator = None if sampling.is_greedy(temperature, top_k, top_p) else \
             sampling.make_generator(seed, self.device)
         end = -1 if end_id is None else int(end_id)
         return self._generate(ids, max_new_tokens, end, stop, temperature, top_k, top_p, generator)

@@ -1,68 +1,109 @@
-"""Token selection for the reference executor: greedy, temperature, top-k, top-p.
+"""Token selection for the reference executor, with TensorRT-LLM's sampling semantics.
 
-Semantics follow TensorRT-LLM's sampling config as the Triton backend exposes it
-(`runtime_top_k` 0 = off, `runtime_top_p` 1.0 = off, temperature scales the logits):
-top-k is applied first, then top-p inside the surviving set, then one draw from the
-renormalised distribution. Each generate() call owns its `torch.Generator`, so concurrent
-requests never share random state.
+Sources (TensorRT-LLM 1.2.x; the Triton backend passes request tensors straight to the executor):
+- `triton_backend/inflight_batcher_llm/src/utils.cc` `getSamplingConfigFromTensors`: a
+  `runtime_top_p` <= 0 is treated as not sent;
+- `cpp/tensorrt_llm/executor/samplingConfig.cpp` checks: beam_width > 0, top_k >= 0,
+  0 < top_p <= 1, temperature >= 0, min_tokens >= 0, repetition_penalty > 0 (presence and
+  frequency penalties unchecked);
+- `cpp/tensorrt_llm/layers/defaultDecodingParams.h`: unset values are temperature 1,
+  top_k 0, top_p 0, seed 0, penalties 1 / 0 / 0;
+- `cpp/tensorrt_llm/kernels/samplingTopKKernels.cu` `setupTopKRuntimeArgs`: top_k 0 with top_p 0
+  becomes top_k 1 (greedy), top_k > 0 with top_p 0 becomes top_p 1; `invokeBatchTopKSampling`
+  supports k <= 1024; `topKStage2Sampling` draws u * top_p * (mass of the top k) and walks the
+  top-k tokens in descending order, so token i gets probability
+  (min(c_i, p) - min(c_{i-1}, p)) / p over the cumulative masses c (the same walk as the top-p
+  kernel when top_k is 0);
+- `cpp/tensorrt_llm/kernels/penaltyKernels.cu` `batchApplyPenalty`: logits + bias, then
+  * 1 / (temperature + 1e-6), then penalties over every token of the sequence (prompt included).
+
+Each request owns its `torch.Generator` (seeded with the request's seed, 0 when unset), so
+concurrent requests never share random state; the draws differ from the engine's curand ones,
+the distribution is the same.
 """
 from __future__ import annotations
 
-import os
-
 from glmtrt.errors import GlmtrtError
 
+#: largest top_k of the engine's top-k kernel (samplingTopKKernels.cu invokeBatchTopKSampling)
+TOP_K_MAX = 1024
+#: unset values (defaultDecodingParams.h)
+DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, DEFAULT_SEED = 1.0, 0, 0.0, 0
+SEED_MAX = 2 ** 64 - 1  # RandomSeedType is uint64
 
-def validate_sampling(temperature: float, top_k: int, top_p: float) -> None:
-    """Reject impossible sampling settings with a message naming the parameter."""
-    if temperature < 0:
+
+def validate_sampling(temperature: float, top_k: int, top_p: float, seed: int | None = None) -> None:
+    """Reject what the engine rejects, with a message naming the parameter and its range."""
+    if not temperature >= 0:
         raise GlmtrtError(f"temperature={temperature}", expected="temperature >= 0 (0 = greedy)")
-    if top_k < 0:
-        raise GlmtrtError(f"top_k={top_k}", expected="top_k >= 0 (0 = off, 1 = greedy)")
-    if not 0.0 < top_p <= 1.0:
-        raise GlmtrtError(f"top_p={top_p}", expected="0 < top_p <= 1 (1 = off)")
+    if not 0 <= top_k <= TOP_K_MAX:
+        raise GlmtrtError(f"top_k={top_k}", expected=f"0 <= top_k <= {TOP_K_MAX} (0 = off, 1 = greedy)")
+    if not top_p <= 1.0:
+        raise GlmtrtError(f"top_p={top_p}", expected="top_p <= 1 (<= 0 = not set, 1 = whole distribution)")
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise GlmtrtError(f"seed={seed}", expected=f"0 <= seed <= {SEED_MAX}")
 
 
-def is_greedy(temperature: float, top_k: int) -> bool:
-    """Greedy decoding when temperature == 0 or top_k == 1 (docs/INTERFACES.md section 3)."""
-    return temperature == 0 or top_k == 1
+def effective_top_k_p(top_k: int, top_p: float) -> tuple[int, float]:
+    """The (top_k, top_p) the engine's kernels use (setupTopKRuntimeArgs)."""
+    top_p = 0.0 if top_p <= 0 else float(top_p)  # utils.cc: top_p <= 0 = not sent = default 0
+    if top_k == 0 and top_p == 0.0:
+        return 1, 1.0  # "equivalent to greedy search, so we set the topk = 1"
+    if top_k > 0 and top_p == 0.0:
+        return int(top_k), 1.0
+    return int(top_k), top_p
+
+
+def is_greedy(temperature: float, top_k: int, top_p: float = DEFAULT_TOP_P) -> bool:
+    """Argmax decoding: effective top_k 1, or temperature 0 (logits * 1e6: the top token takes
+    all the mass). No sampling inputs at all (top_k 0, top_p 0) is greedy, as in the engine."""
+    return temperature == 0 or effective_top_k_p(top_k, top_p)[0] == 1
 
 
 def make_generator(seed: int | None, device="cpu"):
-    """A private generator; seed None draws a fresh seed from the OS."""
+    """A private generator; seed None is the engine's unset seed, 0."""
     import torch
 
     gen = torch.Generator(device=device)
-    gen.manual_seed(int.from_bytes(os.urandom(8), "little") >> 1 if seed is None else int(seed))
+    gen.manual_seed(DEFAULT_SEED if seed is None else int(seed))
     return gen
 
 
+def scale_temperature(logits, temperature: float):
+    """logits * 1 / (temperature + 1e-6), skipped at temperature 1 (penaltyKernels.cu)."""
+    if temperature == DEFAULT_TEMPERATURE:
+        return logits
+    return logits * (1.0 / (float(temperature) + 1e-6))
+
+
 def filter_probs(logits, temperature: float, top_k: int, top_p: float):
-    """Probabilities over the vocab after temperature, top-k and top-p (float32, sums to 1)."""
+    """The engine's sampling distribution over the vocab (float32, sums to 1), see module doc.
+
+    top_k/top_p are the request's values (the engine's rules turn them into effective ones).
+    """
     import torch
 
-    logits = logits.float() / float(temperature)
-    if 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = torch.sort(probs, descending=True)
-        before = torch.cumsum(sorted_p, dim=-1) - sorted_p
-        # keep the smallest prefix whose mass reaches top_p (the first token always survives)
-        drop_sorted = before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
-        probs = probs.masked_fill(drop, 0.0)
-        probs = probs / probs.sum()
-    return probs
+    k, p = effective_top_k_p(top_k, top_p)
+    logits = scale_temperature(logits.float(), temperature)
+    k = logits.shape[-1] if k == 0 else min(k, logits.shape[-1])
+    vals, order = torch.topk(logits, k)              # descending
+    probs = torch.softmax(vals, dim=-1)              # mass inside the top k
+    cum = torch.cumsum(probs, dim=-1)
+    # token i is drawn when c_{i-1} < u * p <= c_i: weight min(c_i, p) - min(c_{i-1}, p)
+    upper = torch.clamp(cum, max=p)
+    lower = torch.clamp(cum - probs, max=p)
+    weights = torch.clamp(upper - lower, min=0.0)
+    out = torch.zeros_like(logits)
+    out[order] = weights / weights.sum()
+    return out
 
 
-def sample_token(logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 generator=None) -> int:
-    """Pick the next token id from a 1-D logits row."""
+def sample_token(logits, temperature: float = DEFAULT_TEMPERATURE, top_k: int = DEFAULT_TOP_K,
+                 top_p: float = DEFAULT_TOP_P, generator=None) -> int:
+    """Pick the next token id from a 1-D logits row (greedy for the engine's greedy cases)."""
     import torch
 
-    if is_greedy(temperature, top_k):
+    if is_greedy(temperature, top_k, top_p):
         return int(torch.argmax(logits).item())
     probs = filter_probs(logits, temperature, top_k, top_p)
     return int(torch.multinomial(probs, 1, generator=generator).item())

@@ -45,13 +45,18 @@ log = logging.getLogger(__name__)
 @click.option("--copy-checkpoint", is_flag=True, help="reference: copy the checkpoint into the repository.")
 @click.option("--max-input-len", type=int, help="reference: input limit of the CPU stand-in.")
 @click.option("--max-seq-len", type=int, help="reference: sequence limit of the CPU stand-in.")
+@click.option("--pace-ttft-ms", type=float, default=0.0, show_default=True,
+              help="reference: pacing mode, first token this many ms after the request arrives (0: as computed).")
+@click.option("--pace-itl-ms", type=float, default=0.0, show_default=True,
+              help="reference: pacing mode, then one token every this many ms (a schedule, not a sleep per token).")
 @click.option("--force", is_flag=True, help="Replace an existing output dir.")
 def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_launch: bool, tokenizer: Path | None,
                  output: Path | None, engine: str, max_batch_size: int | None, decoupled: bool, max_queue_delay_us: int,
                  max_queue_size: int, batch_scheduler_policy: str, kv_cache_free_gpu_mem_fraction: float | None,
                  chunked_context: bool | None, kv_cache_reuse: bool | None, include_input: bool,
                  python_instances: int | None, bls_instances: int | None, engine_path: str | None,
-                 copy_checkpoint: bool, max_input_len: int | None, max_seq_len: int | None, force: bool) -> None:
+                 copy_checkpoint: bool, max_input_len: int | None, max_seq_len: int | None, pace_ttft_ms: float,
+                 pace_itl_ms: float, force: bool) -> None:
     """Generate a Triton inflight-batching model repository from SOURCE (or --check one).
 
     \b
@@ -71,7 +76,13 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
     if tokenizer is None or output is None:
         raise GlmtrtError("generating a repository needs --tokenizer and -o/--output",
                           fix="glmtrt repo ENGINE_DIR --tokenizer TOKENIZER_DIR -o OUTPUT_DIR (or --check REPO)")
-    from glmtrt.triton.generator import RepoOptions, generate_repository, options_dict
+    from glmtrt.triton.generator import PACE_MAX_MS, RepoOptions, generate_repository, options_dict
+
+    for flag, value in (("--pace-ttft-ms", pace_ttft_ms), ("--pace-itl-ms", pace_itl_ms)):
+        if not 0 <= value <= PACE_MAX_MS:
+            raise GlmtrtError(f"{flag} {value:g}", expected=f"0 <= {flag} <= {PACE_MAX_MS:g}")
+        if value and engine != "reference":
+            raise GlmtrtError(f"{flag} with --engine {engine}", expected="pacing is a mode of --engine reference only")
 
     opts = RepoOptions(
         source=source, tokenizer=tokenizer, output=output, engine=engine, max_batch_size=max_batch_size,
@@ -80,7 +91,7 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
         enable_chunked_context=chunked_context, enable_kv_cache_reuse=kv_cache_reuse,
         exclude_input_in_output=not include_input, python_instances=python_instances, bls_instances=bls_instances,
         engine_path=engine_path, copy_checkpoint=copy_checkpoint, max_input_len=max_input_len,
-        max_seq_len=max_seq_len, force=force)
+        max_seq_len=max_seq_len, pace_ttft_ms=pace_ttft_ms, pace_itl_ms=pace_itl_ms, force=force)
     log.info("repo options: %s", json.dumps(options_dict(opts), ensure_ascii=False))
     out = generate_repository(opts)
     click.echo(f"wrote {out} (validated)")

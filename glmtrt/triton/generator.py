@@ -39,6 +39,7 @@ PYTHON_MODULES = {
     "tensorrt_llm_bls": "glmtrt.triton.pymodels.bls",
 }
 REFERENCE_MODULE = "glmtrt.triton.pymodels.reference_engine"
+PACE_MAX_MS = 3_600_000.0  # reference pacing mode: at most an hour per token
 #: Values accepted by the tensorrtllm backend (tensorrtllm_backend docs/model_config.md).
 BATCHING_STRATEGIES = ("inflight_fused_batching", "V1")
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
@@ -106,6 +107,8 @@ class RepoOptions:
     copy_checkpoint: bool = False
     max_input_len: int | None = None   # reference only: limits of the CPU stand-in
     max_seq_len: int | None = None
+    pace_ttft_ms: float = 0.0          # reference only: pacing mode (first token, then one every pace_itl_ms)
+    pace_itl_ms: float = 0.0
     force: bool = False
 
 
@@ -239,8 +242,13 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
         raise GlmtrtError("enable_chunked_context / enable_kv_cache_reuse requested but the engine lacks paged context FMHA",
                           expected="build.use_paged_context_fmha true in the engine manifest",
                           fix="drop the option or rebuild with --use_paged_context_fmha enable")
+    pacing = (opts.pace_ttft_ms, opts.pace_itl_ms)
+    if any(not 0 <= float(v) <= PACE_MAX_MS for v in pacing) or (facts.kind != "reference" and any(pacing)):
+        raise GlmtrtError(f"pacing ttft={opts.pace_ttft_ms} ms, itl={opts.pace_itl_ms} ms",
+                          expected=f"0 <= --pace-ttft-ms, --pace-itl-ms <= {PACE_MAX_MS:g}, with --engine reference only")
     engine_path = opts.engine_path or str(facts.dir)
     return {
+        "pace_ttft_ms": float(opts.pace_ttft_ms), "pace_itl_ms": float(opts.pace_itl_ms),
         "max_batch_size": mbs, "decoupled": opts.decoupled,
         "max_queue_delay_microseconds": opts.max_queue_delay_microseconds, "max_queue_size": opts.max_queue_size,
         "batching_strategy": opts.batching_strategy, "batch_scheduler_policy": opts.batch_scheduler_policy,
@@ -300,6 +308,7 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
             **common, **queue, "decoupled": s["decoupled"], "io": io, "checkpoint_dir": checkpoint_param,
             "tokenizer_dir": s["tokenizer_dir"], "max_beam_width": str(s["max_beam_width"]),
             "max_input_len": str(s["max_input_len"]), "max_seq_len": str(s["max_seq_len"]),
+            "pace_ttft_ms": f"{s['pace_ttft_ms']:g}", "pace_itl_ms": f"{s['pace_itl_ms']:g}",
             "exclude_input_in_output": _b(s["exclude_input_in_output"])})
     return out
 

@@ -68,7 +68,7 @@ def test_bad_generate_arguments(ref):
     with pytest.raises(GlmtrtError, match="empty prompt"):
         ref.generate([], 3, end_id=2)
     with pytest.raises(GlmtrtError, match="top_p"):
-        ref.generate(PROMPT, 3, end_id=2, top_p=0.0)
+        ref.generate(PROMPT, 3, end_id=2, top_p=1.5)
     with pytest.raises(GlmtrtError, match="temperature"):
         ref.generate(PROMPT, 3, end_id=2, temperature=-1)
     with pytest.raises(GlmtrtError, match="out of range"):

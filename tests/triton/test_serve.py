@@ -59,7 +59,7 @@ def test_max_tokens_and_stop_words(server, scripted, tok, answer, model):
 def test_random_sampling_streams_like_full_decode(server, model):
     """Plain prompts give random tokens over the whole vocab: the stream must equal the
     non-streamed text of the same seeded generation (no character split by streaming)."""
-    kw = dict(model=model, max_tokens=40, chat=False, temperature=1.0, seed=1234)
+    kw = dict(model=model, max_tokens=40, chat=False, temperature=1.0, top_p=1.0, seed=1234)
     streamed = "".join(_gen(server, "Hello 世界", **kw))
     full = _gen(server, "Hello 世界", stream=False, **kw)
     assert streamed == full[0] and len(streamed) > 0

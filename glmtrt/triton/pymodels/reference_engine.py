@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -61,16 +62,18 @@ def parse_request(request, *, max_input_len: int | None, max_seq_len: int | None
         arr = g(request, name)
         return [] if arr is None or arr.size == 0 else from_words_list(arr.reshape(-1, 2, arr.shape[-1])[0])
 
-    return GenRequest(
+    num = lambda name, default, kind: default if s(request, name) is None else kind(s(request, name))  # noqa: E731
+    req = GenRequest(
         input_ids=ids, max_new_tokens=int(out_len),
         end_id=int(s(request, "end_id", default_end_id)),
         stop_words=words("stop_words_list"), bad_words=words("bad_words_list"),
-        temperature=float(s(request, "temperature", 1.0)), top_k=int(s(request, "runtime_top_k", 0)),
-        top_p=float(s(request, "runtime_top_p", 1.0)), seed=None if seed is None else int(seed),
+        temperature=num("temperature", GenRequest.temperature, float),
+        top_k=num("runtime_top_k", GenRequest.top_k, int), top_p=num("runtime_top_p", GenRequest.top_p, float),
+        seed=None if seed is None else int(seed),
         min_tokens=int(s(request, "min_tokens", s(request, "min_length", 0)) or 0),
-        repetition_penalty=float(s(request, "repetition_penalty", 1.0)),
-        presence_penalty=float(s(request, "presence_penalty", 0.0)),
-        frequency_penalty=float(s(request, "frequency_penalty", 0.0)),
+        repetition_penalty=num("repetition_penalty", GenRequest.repetition_penalty, float),
+        presence_penalty=num("presence_penalty", GenRequest.presence_penalty, float),
+        frequency_penalty=num("frequency_penalty", GenRequest.frequency_penalty, float),
         embedding_bias=None if bias is None or bias.size == 0 else bias.reshape(-1).astype(np.float32),
         streaming=bool(s(request, "streaming", False)),
         exclude_input=bool(s(request, "exclude_input_in_output", default_exclude)),
@@ -78,6 +81,11 @@ def parse_request(request, *, max_input_len: int | None, max_seq_len: int | None
         return_context_logits=bool(s(request, "return_context_logits", False)),
         return_generation_logits=bool(s(request, "return_generation_logits", False)),
     )
+    try:
+        req.validate()
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    return req
 
 
 class TritonPythonModel:
@@ -102,6 +110,9 @@ class TritonPythonModel:
         self.end_id = -1
         if "tokenizer_dir" in params:
             self.end_id = common.tokenizer_from_args(args, params).eos_id
+        # pacing mode: first token pace_ttft_ms after arrival, then one every pace_itl_ms (a schedule)
+        self.pace_ttft = float(params.get("pace_ttft_ms", 0) or 0) / 1000.0
+        self.pace_itl = float(params.get("pace_itl_ms", 0) or 0) / 1000.0
         slots = int(self.model_config.get("max_batch_size") or 1)
         self._slots = threading.BoundedSemaphore(max(1, slots))  # in-flight requests, like the engine's batch
         self._threads = common.RequestThreads()
@@ -122,17 +133,26 @@ class TritonPythonModel:
                     responses.append(err)
                 continue
             if self.decoupled:
-                self._threads.start(self._run, req, request.get_response_sender())
+                self._threads.start(self._run, req, request.get_response_sender(), time.monotonic())
             else:
                 responses.append(self._collect(req))
         return responses
 
-    def _run(self, req: GenRequest, sender) -> None:
+    def _pace(self, arrived: float, index: int) -> None:
+        """Sleep until token `index` is due (pacing mode; no-op when pacing is off)."""
+        if self.pace_ttft or self.pace_itl:
+            delay = arrived + self.pace_ttft + index * self.pace_itl - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def _run(self, req: GenRequest, sender, arrived: float) -> None:
         pb = common.pb()
         try:
             with self._slots:
                 if req.streaming:
-                    for step in generate_tokens(self.model, req, cancelled=getattr(sender, "is_cancelled", None)):
+                    steps = generate_tokens(self.model, req, cancelled=getattr(sender, "is_cancelled", None))
+                    for i, step in enumerate(steps):
+                        self._pace(arrived, i)
                         sender.send(pb.InferenceResponse(output_tensors=self._tensors(req, step, [step.token])))
                     sender.send(flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                 else:
