@@ -34,7 +34,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
     """argv that serves the page headless on host:port."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host,
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--global.developmentMode", "false"]
+            "--global.developmentMode", "false", "--client.toolbarMode", "minimal"]
 
 
 def ui_env(triton: str, metrics_url: str | None, model: str, temperature: float = 0.7,

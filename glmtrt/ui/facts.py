@@ -49,25 +49,24 @@ class ServerFacts:
 
 
 def parse_metrics(text: str) -> ServerFacts:
-    """ServerFacts from Prometheus text exposition (prometheus-client's parser)."""
-    from prometheus_client.parser import text_string_to_metric_families
+    """ServerFacts from Prometheus text (parsed by glmtrt.client.server_side, prometheus-client)."""
+    from glmtrt.client.server_side import parse_metrics as samples, split_key
 
     facts = ServerFacts()
     gpus: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            name, labels, value = s.name, s.labels, s.value
-            if name in ("nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes"):
-                slot = gpus.setdefault(labels.get("gpu_uuid", "?"), [None, None])
-                slot[0 if name.endswith("used_bytes") else 1] = value
-            elif name == "nv_trt_llm_kv_cache_block_metrics":
-                kind = labels.get("kv_cache_block_type")
-                if kind == "used":
-                    facts.kv_blocks_used = (facts.kv_blocks_used or 0) + value
-                elif kind == "max":
-                    facts.kv_blocks_max = (facts.kv_blocks_max or 0) + value
-            elif name == "nv_trt_llm_request_metrics" and labels.get("request_type") == "active":
-                facts.active_requests = (facts.active_requests or 0) + value
+    for key, value in samples(text).items():
+        name, labels = split_key(key)
+        if name in ("nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes"):
+            slot = gpus.setdefault(labels.get("gpu_uuid", "?"), [None, None])
+            slot[0 if name.endswith("used_bytes") else 1] = value
+        elif name == "nv_trt_llm_kv_cache_block_metrics":
+            kind = labels.get("kv_cache_block_type")
+            if kind == "used":
+                facts.kv_blocks_used = (facts.kv_blocks_used or 0) + value
+            elif kind == "max":
+                facts.kv_blocks_max = (facts.kv_blocks_max or 0) + value
+        elif name == "nv_trt_llm_request_metrics" and labels.get("request_type") == "active":
+            facts.active_requests = (facts.active_requests or 0) + value
     facts.gpus = {k: (v[0], v[1]) for k, v in gpus.items()}
     return facts
 
