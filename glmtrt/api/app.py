@@ -120,6 +120,10 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
         loc = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
         return error(400, f"{loc or 'body'}: {first.get('msg', 'invalid request')}", param=loc)
 
+    @app.exception_handler(P.RequestError)
+    async def _refused(request, exc: P.RequestError):
+        return error(exc.status, str(exc), exc.param, exc.code)
+
     class _Unauthorized(Exception):
         pass
 
@@ -156,11 +160,7 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
         bad = check_model(req.model)
         if bad is not None:
             return bad
-        try:
-            sampling = P.sampling_of(req)
-        except P.RequestError as exc:
-            return error(exc.status, str(exc), exc.param, exc.code)
-        gen = Generation(backend, prompt, messages, sampling, reasoning=reasoning)
+        gen = Generation(backend, prompt, messages, P.sampling_of(req), reasoning=reasoning)
         try:
             await gen.start()
         except BackendError as exc:
@@ -227,19 +227,11 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
 
     @v1.post("/chat/completions")
     async def chat_completions(body: P.ChatRequest, request: Request):
-        try:
-            messages = P.glm_messages(body)
-        except P.RequestError as exc:
-            return error(exc.status, str(exc), exc.param, exc.code)
-        return await run(body, "", messages, request, chat=True, reasoning=P.wants_reasoning(body))
+        return await run(body, "", P.glm_messages(body), request, chat=True, reasoning=P.wants_reasoning(body))
 
     @v1.post("/completions")
     async def completions(body: P.CompletionRequest, request: Request):
-        try:
-            prompt = P.completion_prompt(body)
-        except P.RequestError as exc:
-            return error(exc.status, str(exc), exc.param, exc.code)
-        return await run(body, prompt, None, request, chat=False, reasoning=False)
+        return await run(body, P.completion_prompt(body), None, request, chat=False, reasoning=False)
 
     app.include_router(v1)
     return app
