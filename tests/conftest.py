@@ -16,7 +16,3 @@ def shared_model(name: str) -> Path:
         pytest.skip(f"real model files absent: {path} (only present in the glmtrt workplace; see "
                     "shared/models/README.md)")
     return path
-
-
-# one CPU Triton with the scripted reasoning model, shared by tests/api and tests/ui
-from tests.api.fronts import fronts_repo, fronts_triton  # noqa: E402,F401

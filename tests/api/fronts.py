@@ -71,16 +71,3 @@ def start_server(repo: Path):
     from glmtrt.triton.server import TritonServer
 
     return TritonServer(repo, ready_timeout=240)
-
-
-@pytest.fixture(scope="session")
-def fronts_repo(tmp_path_factory):
-    """(repository, tokenizer dir, answer ids) of the scripted reasoning model, once per session."""
-    return make_repo(tmp_path_factory.mktemp("fronts"))
-
-
-@pytest.fixture(scope="session")
-def fronts_triton(fronts_repo):
-    """One real CPU Triton for tests/api and tests/ui (registered in tests/conftest.py)."""
-    with start_server(fronts_repo[0]) as srv:
-        yield srv

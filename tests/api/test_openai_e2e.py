@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.api.fronts import CONTENT, REASONING, THINK_ANSWER
+from tests.api.fronts import CONTENT, REASONING, THINK_ANSWER, make_repo, start_server
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 openai = pytest.importorskip("openai")
@@ -57,13 +57,14 @@ class ApiServer:
 
 
 @pytest.fixture(scope="module")
-def built(fronts_repo):
-    return fronts_repo
+def built(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("api"))
 
 
 @pytest.fixture(scope="module")
-def triton(fronts_triton):
-    return fronts_triton
+def triton(built):
+    with start_server(built[0]) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.fronts import CONTENT, REASONING
+from tests.api.fronts import CONTENT, REASONING, make_repo, start_server
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 testing = pytest.importorskip("streamlit.testing.v1")
@@ -17,8 +17,9 @@ APP = str(Path(__file__).resolve().parents[2] / "glmtrt" / "ui" / "app.py")
 
 
 @pytest.fixture(scope="module")
-def triton(fronts_triton):
-    return fronts_triton
+def triton(tmp_path_factory):
+    with start_server(make_repo(tmp_path_factory.mktemp("ui"), max_batch_size=8)[0]) as srv:
+        yield srv
 
 
 def page(url: str, metrics: str = "") -> "testing.AppTest":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.fronts import CONTENT
+from tests.api.fronts import CONTENT, make_repo, start_server
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -34,39 +34,38 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, fronts_triton):
+def ui(tmp_path_factory):
     browser_path = chromium()
     from glmtrt.triton.server import free_port
 
-    triton = fronts_triton
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("uilog") / "ui.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "glmtrt", "ui", "--temperature", "0", "--max-tokens", "48",
-                             "--triton", triton.grpc_url, "--metrics", f"{triton.host}:{triton.metrics_port}",
-                             "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"glmtrt ui did not come up:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
-        yield url, browser_path
-    finally:
-        proc.terminate()
+    with start_server(make_repo(tmp_path_factory.mktemp("browser"), max_batch_size=8)[0]) as triton:
+        port = free_port()
+        log = open(tmp_path_factory.mktemp("uilog") / "ui.log", "w+")
+        proc = subprocess.Popen([sys.executable, "-m", "glmtrt", "ui", "--temperature", "0", "--max-tokens", "48", "--triton", triton.grpc_url,
+                                 "--metrics", f"{triton.host}:{triton.metrics_port}", "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.time() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"glmtrt ui did not come up:\n{log.read()[-3000:]}")
+                time.sleep(0.5)
+            yield url, browser_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
 
 
 def ask(page, text: str) -> None:
