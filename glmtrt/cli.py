@@ -22,6 +22,8 @@ _STAGES = (
     "glmtrt.triton.commands",    # repo (generate, --check)
     "glmtrt.triton.server",      # serve
     "glmtrt.client.commands",    # chat, generate, bench
+    "glmtrt.api.commands",       # openai
+    "glmtrt.ui.commands",        # ui
     "glmtrt.demo",               # demo
 )
 

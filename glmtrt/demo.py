@@ -26,7 +26,8 @@ SCRIPTED_ANSWER = "你好！我是微型GLM模型，经Triton流式输出。Hell
 
 
 def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = True,
-             serve: bool = True, echo=click.echo) -> dict:
+             serve: bool = True, echo=click.echo, ui: bool = False, api_port: int = 8080,
+             ui_port: int = 8501) -> dict:
     """Run every stage under `workdir`; returns what each stage produced."""
     from glmtrt.convert.pipeline import convert_checkpoint
     from glmtrt.models.chatglm.tiny import make_tiny_checkpoint
@@ -88,11 +89,29 @@ def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = Tr
                 sys.stdout.write(delta)
                 sys.stdout.flush()
             sys.stdout.write("\n")
-        result["answer"] = "".join(pieces)
-        echo("      (a tiny model with random weights and one scripted greedy answer, streamed token by token:\n"
-             "       tokenizer -> CPU engine stand-in -> UTF-8-safe detokenizer, through a real Triton)")
+            result["answer"] = "".join(pieces)
+            echo("      (a tiny model with random weights and one scripted greedy answer, streamed token by token:\n"
+                 "       tokenizer -> CPU engine stand-in -> UTF-8-safe detokenizer, through a real Triton)")
+            if ui:
+                _serve_fronts(server, api_port, ui_port, echo)
     echo(f"done in {time.perf_counter() - t0:.1f} s; outputs under {workdir}")
     return result
+
+
+def _serve_fronts(server, api_port: int, ui_port: int, echo) -> None:
+    """The OpenAI endpoint and the web chat over the demo's Triton, until Ctrl-C."""
+    from glmtrt.ui.fronts import fronts
+
+    with fronts(server.grpc_url, f"{server.host}:{server.metrics_port}", api_port=api_port,
+                ui_port=ui_port) as urls:
+        echo(f"      OpenAI API: {urls['api']}   (model \"glm\"; curl {urls['api']}/models)")
+        echo(f"      web chat:   {urls['ui']}")
+        echo("      Ctrl-C stops the page, the API and Triton")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            echo("      stopping")
 
 
 @click.command("demo")
@@ -102,13 +121,19 @@ def run_demo(workdir: Path, prompt: str, max_tokens: int = 32, verify: bool = Tr
 @click.option("--max-tokens", type=click.IntRange(1, 256), default=32, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip the transformers comparison.")
 @click.option("--no-serve", is_flag=True, help="Stop after generating the repository.")
+@click.option("--ui", is_flag=True, help="Then keep serving: OpenAI API + web chat on 127.0.0.1 (Ctrl-C stops).")
+@click.option("--api-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 @click.pass_context
 def demo_cmd(ctx: click.Context, workdir: Path, prompt: str, max_tokens: int, no_verify: bool,
-             no_serve: bool) -> None:
+             no_serve: bool, ui: bool, api_port: int, ui_port: int) -> None:
     """Run the whole pipeline on an embedded tiny model and a real Triton on CPU."""
     if not (ctx.obj or {}).get("verbose"):
         logging.getLogger("glmtrt").setLevel(logging.WARNING)   # the demo narrates; -v shows the logs
-    run_demo(workdir, prompt, max_tokens, verify=not no_verify, serve=not no_serve)
+    if ui and no_serve:
+        raise click.UsageError("--ui needs the server: drop --no-serve")
+    run_demo(workdir, prompt, max_tokens, verify=not no_verify, serve=not no_serve, ui=ui,
+             api_port=api_port, ui_port=ui_port)
 
 
 def register(group: click.Group) -> None:

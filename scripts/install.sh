@@ -17,4 +17,14 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     || $VPIP install -q --disable-pip-version-check torch
 fi
 $VPIP install -q --disable-pip-version-check -e '.[test]'
+# Debian's chromium (+ a CJK font for readable screenshots) for the web chat's browser test;
+# installed only as root where apt-get exists, otherwise that test skips with the reason.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei) \
+      >/dev/null 2>&1 || echo "chromium: apt-get install failed; the browser test will skip"
+  else
+    echo "chromium not installed (needs root and apt-get); the browser test will skip"
+  fi
+fi
 echo "installed glmtrt into $VENV ($("$VENV/bin/python" --version))"

@@ -1,0 +1,1 @@
+"""Streamlit web chat over the Triton service (`glmtrt ui`); the model never lives in this process."""
