@@ -23,6 +23,7 @@ _STAGES = (
     "glmtrt.triton.server",      # serve
     "glmtrt.client.commands",    # chat, generate, bench
     "glmtrt.demo",               # demo
+    "glmtrt.deploy.commands",    # deploy k8s
 )
 
 
