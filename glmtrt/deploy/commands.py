@@ -40,6 +40,13 @@ def k8s(repo: Path, image: str, replicas: int, max_replicas: int, gpu_type: str,
       glmtrt deploy k8s triton_models/chatglm3-int8-t4 --image registry.example/glmtrt:t4 \\
           --replicas 2 --max-replicas 8 --gpu-type t4 --model-store pvc:glm-models -o deploy/chatglm3
     """
+    import importlib.util
+
+    from glmtrt.errors import GlmtrtError
+
+    missing = [m for m in ("yaml", "kubernetes_validate", "jsonschema") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise GlmtrtError(f"python modules {', '.join(missing)} are not installed", fix="pip install 'glmtrt[deploy]'")
     from glmtrt.deploy.objects import build_objects, default_values
     from glmtrt.deploy.render import write_deployment
     from glmtrt.deploy.spec import resolve
