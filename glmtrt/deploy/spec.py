@@ -4,8 +4,9 @@ Everything the manifests need is resolved and validated here, once; `glmtrt.depl
 only arranges it. Facts about the cluster side:
 - GPU nodes carry `nvidia.com/gpu.product` (NVIDIA GPU Feature Discovery, part of the GPU
   Operator): the product name with spaces as dashes.
-- tritonserver's `--exit-timeout-secs` defaults to 30 (tritonserver `--help`, Triton 2.51 in the
-  nvidia-pytriton wheel; tests/deploy/test_triton_metrics.py reads it); the launcher does not change it.
+- tritonserver's `--exit-timeout-secs` defaults to 30 (triton-inference-server/server
+  `src/command_line_parser.h`, `exit_timeout_secs_ = 30`; Triton 2.51's `--help` states no
+  default); the repository's launcher does not change it, so the pod's grace period must exceed it.
 """
 from __future__ import annotations
 

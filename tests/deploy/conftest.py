@@ -10,14 +10,14 @@ pytest.importorskip("kubernetes_validate")
 
 
 @pytest.fixture(scope="session")
-def tok(tmp_path_factory) -> Path:
+def deploy_tok(tmp_path_factory) -> Path:
     from glmtrt.tokenizer.tiny import make_tiny_chatglm3_tokenizer
 
     return make_tiny_chatglm3_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 @pytest.fixture(scope="session")
-def make_repo(tmp_path_factory, tok):
+def make_repo(tmp_path_factory, deploy_tok):
     """make_repo(tp, toolchain) -> a `glmtrt repo` GPU repository of a fake engine (cached)."""
     from glmtrt.triton.generator import RepoOptions, generate_repository
     from tests.triton.test_generator import make_engine
@@ -29,7 +29,7 @@ def make_repo(tmp_path_factory, tok):
             work = tmp_path_factory.mktemp(f"repo-tp{tp}-{toolchain}")
             eng = make_engine(work / "engine", tp=tp, toolchain=toolchain, paged_fmha=toolchain != "0.13.0")
             cache[tp, toolchain] = generate_repository(RepoOptions(
-                source=eng, tokenizer=tok, output=work / "chatglm3_int8", engine_path="/engines/chatglm3",
+                source=eng, tokenizer=deploy_tok, output=work / "chatglm3_int8", engine_path="/engines/chatglm3",
                 max_batch_size=8))
         return cache[tp, toolchain]
 

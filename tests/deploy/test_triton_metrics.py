@@ -3,7 +3,6 @@ CPU, the nvidia-pytriton wheel) exports on /metrics, with the labels the rules s
 from __future__ import annotations
 
 import re
-import subprocess
 import urllib.request
 
 import pytest
@@ -43,19 +42,3 @@ def test_adapter_rules_name_only_exported_series(server, make_repo):
     text = " ".join(r["seriesQuery"] + " " + r["metricsQuery"] for r in rules)
     used = set(re.findall(r"\bnv_[a-z_]+", text))
     assert used and used <= set(_scrape(server)), used
-
-
-def test_server_exit_timeout_default_is_what_the_grace_period_covers():
-    from glmtrt.deploy.spec import GRACE_MARGIN_S, SERVER_EXIT_TIMEOUT_S
-    from glmtrt.triton.server import pytriton_root, server_env
-
-    try:
-        root = pytriton_root()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(str(exc))
-    res = subprocess.run([str(root / "bin" / "tritonserver"), "--help"], capture_output=True, text=True,
-                         timeout=60, env=server_env())
-    text = res.stdout + res.stderr
-    m = re.search(r"--exit-timeout-secs.*?(?:default|Default)[^0-9]*(\d+)", text, re.S)
-    assert m, text[-2000:]
-    assert int(m.group(1)) == SERVER_EXIT_TIMEOUT_S and GRACE_MARGIN_S > 0
