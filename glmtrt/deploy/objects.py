@@ -122,6 +122,17 @@ def _front(spec: DeploySpec, v: dict, which: str, replicas: Any) -> list[dict[st
             _service(spec, which, {"http": port})]
 
 
+def openai_ingress(spec: DeploySpec) -> dict[str, Any]:
+    """HTTP entry for the OpenAI endpoint (`glmtrt bench http://<ingress>/v1 --api openai`); the
+    cluster's default IngressClass serves it; streamed answers need a long read timeout (ingress-nginx)."""
+    backend = {"service": {"name": f"{spec.name}-openai", "port": {"name": "http"}}}
+    meta = _meta(spec, "openai")
+    meta["annotations"] = {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+                           "nginx.ingress.kubernetes.io/proxy-buffering": "off"}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
+            "spec": {"rules": [{"http": {"paths": [{"path": "/v1", "pathType": "Prefix", "backend": backend}]}}]}}
+
+
 def envoy_config(spec: DeploySpec) -> dict[str, Any]:
     """Envoy v3 bootstrap: HTTP/2 listener on the gRPC port -> every ready Triton pod, per stream."""
     upstream = {"address": {"socket_address": {"address": f"{spec.name}-triton", "port_value": PORTS["grpc"]}}}
@@ -221,5 +232,5 @@ def build_objects(spec: DeploySpec, v: dict[str, Any]) -> list[dict[str, Any]]:
         server = [_deployment(spec, "triton", v["replicas"], triton_pod(spec, v))]
         kind, api = "Deployment", "apps/v1"
     return [*server, _service(spec, "triton", PORTS, headless=True), *_proxy(spec, v),
-            *_front(spec, v, "openai", v["openaiReplicas"]), *_front(spec, v, "ui", v["uiReplicas"]),
+            *_front(spec, v, "openai", v["openaiReplicas"]), openai_ingress(spec), *_front(spec, v, "ui", v["uiReplicas"]),
             hpa(spec, v, kind, api), pdb(spec, "triton"), pdb(spec, "grpc-proxy"), pod_monitor(spec)]

@@ -32,7 +32,7 @@ def test_objects_are_valid_and_carry_the_repository_facts(make_repo, tp, gpu, to
     objs = build_objects(spec, default_values(spec))
     assert problems(objs) == []
     assert sorted({o["kind"] for o in objs}) == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler",
-                                                 "PodDisruptionBudget", "PodMonitor", "Service"]
+                                                 "Ingress", "PodDisruptionBudget", "PodMonitor", "Service"]
     dep = _by(objs, "Deployment", "chatglm3-int8-triton")
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
@@ -70,6 +70,8 @@ def test_objects_are_valid_and_carry_the_repository_facts(make_repo, tp, gpu, to
     for front, argv in (("openai", ["glmtrt", "openai"]), ("ui", ["glmtrt", "ui"])):
         fc = deps[f"chatglm3-int8-{front}"]["spec"]["template"]["spec"]["containers"][0]
         assert fc["command"] == [*argv, "--triton", "chatglm3-int8-grpc:8001"] and "nvidia.com/gpu" not in str(fc)
+    ing = _by(objs, "Ingress")[0]["spec"]["rules"][0]["http"]["paths"][0]
+    assert ing["path"] == "/v1" and ing["backend"]["service"]["name"] == "chatglm3-int8-openai"
     hpa = _by(objs, "HorizontalPodAutoscaler")[0]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chatglm3-int8-triton"}
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
