@@ -89,8 +89,9 @@ def test_the_schema_check_rejects_broken_objects(make_repo):
     dep = _by(objs, "Deployment", "chatglm3-int8-triton")
     dep["spec"]["replicas"] = "two"
     dep["spec"]["template"]["spec"]["containers"][0]["gpuCount"] = 1   # unknown field: strict
+    _by(objs, "PodMonitor")[0]["spec"]["podMetricsEndpoints"][0]["interval"] = "15 seconds"
     found = problems(objs)
-    assert len(found) >= 1 and any("Deployment/chatglm3-int8-triton" in p for p in found)
+    assert any("Deployment/chatglm3-int8-triton" in p for p in found) and any("PodMonitor" in p for p in found)
 
 
 def test_multi_node_tp_is_a_leader_worker_set(make_repo):
