@@ -47,7 +47,7 @@ def leader_worker_set(spec: DeploySpec, v: dict[str, Any]) -> dict[str, Any]:
     worker["containers"][0]["ports"] = [{"name": "ssh", "containerPort": 22, "protocol": "TCP"}]
     labels = _labels(spec, "triton")
     return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": _meta(spec, "triton"),
-            "spec": {"replicas": v["replicas"], "startupPolicy": "LeaderCreated",
+            "spec": {"startupPolicy": "LeaderCreated",  # replicas: the HPA's (minReplicas = --replicas)
                      "leaderWorkerTemplate": {
                          "size": spec.nodes, "restartPolicy": "RecreateGroupOnPodRestart",
                          "leaderTemplate": {"metadata": {"labels": {**labels, "role": "leader"}}, "spec": leader},

@@ -95,10 +95,12 @@ def triton_pod(spec: DeploySpec, v: dict, *, command: list[str] | None = None, p
 
 
 def _deployment(spec: DeploySpec, component: str, replicas: Any, pod: dict) -> dict[str, Any]:
+    """replicas None: the HPA owns the count (Kubernetes docs, HPA: leave spec.replicas out of the
+    manifest, or every apply resets what the HPA set); it starts at 1 and the HPA raises it to min."""
     sel = _labels(spec, component)
+    body = {"selector": {"matchLabels": sel}, "template": {"metadata": {"labels": sel}, "spec": pod}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(spec, component),
-            "spec": {"replicas": replicas, "selector": {"matchLabels": sel},
-                     "template": {"metadata": {"labels": sel}, "spec": pod}}}
+            "spec": body if replicas is None else {"replicas": replicas, **body}}
 
 
 def _service(spec: DeploySpec, component: str, ports: dict[str, int], *, headless: bool = False,
@@ -229,7 +231,7 @@ def build_objects(spec: DeploySpec, v: dict[str, Any]) -> list[dict[str, Any]]:
         server = [leader_worker_set(spec, v)]
         kind, api = "LeaderWorkerSet", "leaderworkerset.x-k8s.io/v1"
     else:
-        server = [_deployment(spec, "triton", v["replicas"], triton_pod(spec, v))]
+        server = [_deployment(spec, "triton", None, triton_pod(spec, v))]
         kind, api = "Deployment", "apps/v1"
     return [*server, _service(spec, "triton", PORTS, headless=True), *_proxy(spec, v),
             *_front(spec, v, "openai", v["openaiReplicas"]), openai_ingress(spec), *_front(spec, v, "ui", v["uiReplicas"]),

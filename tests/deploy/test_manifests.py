@@ -74,7 +74,7 @@ def test_objects_are_valid_and_carry_the_repository_facts(make_repo, tp, gpu, to
     assert ing["path"] == "/v1" and ing["backend"]["service"]["name"] == "chatglm3-int8-openai"
     hpa = _by(objs, "HorizontalPodAutoscaler")[0]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chatglm3-int8-triton"}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8) and "replicas" not in dep["spec"]  # the HPA's
     assert [m["pods"]["metric"]["name"] for m in hpa["metrics"]] == [PENDING_METRIC, QUEUE_METRIC]
     pm = _by(objs, "PodMonitor")[0]["spec"]
     assert pm["selector"]["matchLabels"] == dep["spec"]["template"]["metadata"]["labels"]
