@@ -25,6 +25,7 @@ _STAGES = (
     "glmtrt.api.commands",       # openai
     "glmtrt.ui.commands",        # ui
     "glmtrt.demo",               # demo
+    "glmtrt.deploy.commands",    # deploy k8s
 )
 
 

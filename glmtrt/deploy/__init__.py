@@ -1,0 +1,1 @@
+"""Kubernetes deployment of a generated Triton repository (`glmtrt deploy k8s`)."""
