@@ -54,7 +54,7 @@ def _write_llm(tmp: Path, ckpt, spec, rows, ctx, shapes, tdtype, progress: bool)
     from glmtrt.convert.mapping import materialize, shard_tensor
     from glmtrt.models.glm4v.weights import permuting_loader
 
-    load = permuting_loader(ckpt.get, spec)
+    load = permuting_loader(ckpt.array, spec)     # numpy, as the mapping engine takes it
     writers = [StreamingSafetensorsWriter(tmp / f"rank{r}.safetensors",
                                           [(row.target, tdtype, shapes[row.target][r]) for row in rows])
                for r in range(ctx.tp_size)]

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
-
 from glmtrt.convert.mapping import Row
 from glmtrt.models.glm4v.config import Glm4vSpec
-from glmtrt.models.glm4v.rotary import permute_heads
 
 L = "transformer.layers.{i}"
 VISION_PREFIX = "model.visual."
@@ -66,12 +63,21 @@ def global_rows(spec: Glm4vSpec) -> list[Row]:
     ]
 
 
-def permuting_loader(load: Callable[[str], torch.Tensor], spec: Glm4vSpec) -> Callable[[str], torch.Tensor]:
-    """`load` with the rotary permutation applied to q_proj / k_proj weights and biases."""
-    def get(name: str) -> torch.Tensor:
+def permuting_loader(load: Callable[[str], "torch.Tensor"], spec: Glm4vSpec) -> Callable[[str], "torch.Tensor"]:
+    """`load` with the rotary permutation applied to q_proj / k_proj weights and biases (torch
+    tensors, or numpy arrays as the streaming converter reads them: the permutation is row indexing)."""
+    def get(name: str):
         t = load(name)
         if name.startswith(spec.text_prefix + ".layers.") and (".self_attn.q_proj." in name
                                                               or ".self_attn.k_proj." in name):
+            from glmtrt.models.glm4v.rotary import permute_heads, rotary_permutation
+
+            if hasattr(t, "__array_interface__"):       # numpy
+                import numpy as np
+
+                perm = rotary_permutation(spec.head_size, spec.rotary_dim).numpy()
+                heads = t.reshape(t.shape[0] // spec.head_size, spec.head_size, *t.shape[1:])
+                return np.ascontiguousarray(heads[:, perm].reshape(t.shape))
             return permute_heads(t, spec.head_size, spec.rotary_dim)
         return t
     return get
