@@ -93,7 +93,8 @@ def start_guardian(watch_pid: int, server_pid: int, prefix: str, tmp_dir: str | 
 
 
 def guard(watch_pid: int, server_pid: int, prefix: str, tmp_dir: str, poll_s: float = 0.3) -> None:
-    """Guardian loop: when `watch_pid` or `server_pid` is gone, kill the server's group, clean up, return."""
+    """Guardian loop: when `watch_pid` or `server_pid` is gone, kill the server's group and remove its
+    shm regions; once `watch_pid` is gone too, remove the temp dir; return."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal's Ctrl-C is for glmtrt serve
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     while alive(watch_pid) and alive(server_pid):
@@ -103,6 +104,10 @@ def guard(watch_pid: int, server_pid: int, prefix: str, tmp_dir: str, poll_s: fl
     while group_members(server_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     remove_shm(prefix)
+    # The temp dir holds the server log: while `glmtrt serve` lives it reads the log (the cause of a
+    # failed load) and removes the dir itself; only an orphaned one is removed here.
+    while alive(watch_pid):
+        time.sleep(poll_s)
     if tmp_dir:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

@@ -340,19 +340,20 @@ class TritonServer:
                 time.sleep(0.05)
         for path in procs.remove_shm(self.shm_prefix):
             log.debug("removed leftover %s", path)
-        if self._guardian is not None:
-            try:
-                self._guardian.wait(timeout=5)   # it exits once the server is gone
-            except subprocess.TimeoutExpired:
-                self._guardian.kill()
-                self._guardian.wait()
-            self._guardian = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        if self._guardian is not None:      # everything it guards is cleaned up: end it
+            self._guardian.terminate()
+            try:
+                self._guardian.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._guardian.kill()
+                self._guardian.wait()
+            self._guardian = None
 
     def __enter__(self) -> "TritonServer":
         return self.start()
