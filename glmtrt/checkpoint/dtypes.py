@@ -77,3 +77,13 @@ def as_bytes(tensor: Any) -> memoryview:
         arr = np.ascontiguousarray(tensor)
         return memoryview(arr.reshape(-1).view(np.uint8))
     return memoryview(tensor).cast("B")
+
+
+def numpy_to_torch(arr):
+    """A numpy array as a torch tensor sharing its memory, bit-exact (bfloat16 / float8 arrays of
+    ml_dtypes go through a same-size integer view). Imports torch."""
+    import torch
+
+    if arr.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        return torch.from_numpy(arr.view(f"int{8 * arr.dtype.itemsize}")).view(getattr(torch, arr.dtype.name))
+    return torch.from_numpy(arr)

@@ -221,16 +221,12 @@ class HFCheckpoint:
 
     def get(self, name: str):
         """One tensor as a torch tensor (imports torch; the converter uses `array`/`read_rows`)."""
-        import torch
+        from glmtrt.checkpoint.dtypes import numpy_to_torch
 
         path = self._path(name)
         if path in self._pickled:
             return self._pickled[path][name]
-        arr = self.array(name)
-        if arr.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
-            raw = torch.from_numpy(arr.view(f"int{8 * arr.dtype.itemsize}"))
-            return raw.view(getattr(torch, arr.dtype.name))
-        return torch.from_numpy(arr)
+        return numpy_to_torch(self.array(name))
 
     def close(self) -> None:
         """Close the file descriptors opened by `fd`."""

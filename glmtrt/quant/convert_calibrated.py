@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
+from glmtrt.checkpoint.dtypes import numpy_to_torch
 from glmtrt.checkpoint.safetensors_stream import StreamingSafetensorsWriter
 from glmtrt.checkpoint.trtllm_config import quantization_block
 from glmtrt.convert.mapping import materialize as materialize_np
@@ -37,16 +38,9 @@ _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 L = "transformer.layers.{i}."
 
 
-def _np_to_torch(a) -> torch.Tensor:
-    """numpy -> torch, bit-exact (bfloat16 / float8 arrays of ml_dtypes through an int view)."""
-    if a.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
-        return torch.from_numpy(a.view(f"int{8 * a.dtype.itemsize}")).view(getattr(torch, a.dtype.name))
-    return torch.from_numpy(a)
-
-
 def materialize(row, ckpt, dtype: torch.dtype) -> torch.Tensor:
     """The mapping engine's full target array of `row` (numpy, glmtrt.convert.mapping) as torch."""
-    return _np_to_torch(materialize_np(row, ckpt.array, str(dtype).removeprefix("torch.")))
+    return numpy_to_torch(materialize_np(row, ckpt.array, str(dtype).removeprefix("torch.")))
 
 
 def shard_tensor(t: torch.Tensor, kind: str, rank: int, ctx) -> torch.Tensor:
