@@ -16,9 +16,11 @@ Interface (stable; other modules build on it)::
 - `stream(prompt=None, *, messages=None, chat=True, max_tokens=256, temperature=None, top_p=None,
   top_k=None, seed=None, stop=None, bad_words=None, min_tokens=None, presence_penalty=None,
   frequency_penalty=None, repetition_penalty=None, return_log_probs=False, request_id=None,
-  model=None, timeout=None)` is an async generator of `Chunk`s. Pass either `prompt` (one user turn;
+  model=None, timeout=None, images=None)` is an async generator of `Chunk`s. Pass either `prompt` (one user turn;
   `chat=False` sends it raw, without the chat template) or OpenAI-style `messages` (the last must
   be the user's; earlier turns go to the server's chat template as the `messages` request parameter).
+  `images` (encoded PNG / JPEG bytes) go to the multimodal repository's `images` input with the
+  last user turn.
 - Every response of the stream becomes one Chunk, including empty ones (the postprocessing holds
   back incomplete UTF-8) and the empty final marker (`final=True`, text ""). `time` is
   `time.perf_counter()` when the response arrived.
@@ -187,7 +189,7 @@ class AsyncTritonClient(StreamingClient):
                      presence_penalty: float | None = None, frequency_penalty: float | None = None,
                      repetition_penalty: float | None = None, return_log_probs: bool = False,
                      request_id: str | None = None, model: str | None = None,
-                     timeout: float | None = None) -> AsyncIterator[Chunk]:
+                     timeout: float | None = None, images: Sequence[bytes] | None = None) -> AsyncIterator[Chunk]:
         """Stream one answer as Chunks (see the module docstring); closing the generator cancels the request."""
         from tritonclient.grpc import InferResult
         from tritonclient.grpc._utils import _get_inference_request
@@ -211,7 +213,7 @@ class AsyncTritonClient(StreamingClient):
                               names=names, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
                               min_tokens=min_tokens, presence_penalty=presence_penalty,
                               frequency_penalty=frequency_penalty, repetition_penalty=repetition_penalty,
-                              return_log_probs=True if return_log_probs else None)
+                              return_log_probs=True if return_log_probs else None, images=images)
         request = _get_inference_request(
             model_name=model, inputs=inputs, model_version="", request_id=rid, outputs=None, sequence_id=0,
             sequence_start=False, sequence_end=False, priority=0, timeout=None,

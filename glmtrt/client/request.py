@@ -84,6 +84,7 @@ def _guided_arrays(guided_decoding, names: Mapping[str, str] | None) -> list[tup
 def request_arrays(text: str, *, max_tokens: int, stream: bool = True, stop_words: Sequence[str] | None = None,
                    bad_words: Sequence[str] | None = None, names: Mapping[str, str] | None = None,
                    guided_decoding: tuple[str, str | None] | None = None,
+                   images: Sequence[bytes] | None = None,
                    **optional) -> list[tuple[str, np.ndarray, str]]:
     """[(tensor name, array [1, n], Triton dtype)] for one request; `optional` values of None are left out.
 
@@ -92,6 +93,8 @@ def request_arrays(text: str, *, max_tokens: int, stream: bool = True, stop_word
     beam_width, return_log_probs); `names` renames them for the served release line.
     `guided_decoding=(guide type, guide)`: JSON / schema / regex / grammar-constrained output
     (1.2 repositories made with `--guided-decoding xgrammar`).
+    `images`: encoded image files (PNG / JPEG bytes, validated by glmtrt.client.images) for the
+    multimodal repository's `images` input (TYPE_STRING, dims [-1]: one element per image).
     """
     names = names or {}
     unknown = set(optional) - set(_SCALARS)
@@ -110,6 +113,10 @@ def request_arrays(text: str, *, max_tokens: int, stream: bool = True, stop_word
             out.append((key, np.array([[w.encode("utf-8") for w in words]], dtype=object), "BYTES"))
     if guided_decoding is not None:
         out += _guided_arrays(guided_decoding, names)
+    if images:
+        arr = np.empty((1, len(images)), dtype=object)
+        arr[0, :] = [bytes(b) for b in images]
+        out.append(("images", arr, "BYTES"))
     return out
 
 

@@ -31,14 +31,16 @@ def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens:
                     stop_words: Sequence[str] | None = None, bad_words: Sequence[str] | None = None,
                     output_mode: str = "delta", stream: bool = True, timeout: float = 300.0,
                     request_id: str | None = None, min_tokens: int | None = None,
-                    guided_decoding: tuple[str, str | None] | None = None) -> Iterator[str]:
+                    guided_decoding: tuple[str, str | None] | None = None,
+                    images: Sequence[bytes] | None = None) -> Iterator[str]:
     """Yield the answer to `text` from the Triton server at `url` (host:port of gRPC).
 
     `chat` applies the model's chat template server-side (`history`: earlier turns as
     [{"role", "content"}]). `output_mode` "delta" yields new text per response, "cumulative" the
     whole text so far. With `stream=False` one item (the full answer) is yielded. Input names
-    come from the model's config on the server (`request_names`). Errors from the server raise
-    GlmtrtError.
+    come from the model's config on the server (`request_names`). `images`: encoded PNG / JPEG
+    files for the multimodal repository (glmtrt.client.images.read_images validates them). Errors
+    from the server raise GlmtrtError.
     """
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
@@ -53,7 +55,7 @@ def stream_generate(url: str, text: str, *, model: str = "ensemble", max_tokens:
             names = request_names(client.get_model_config(model, as_json=True))
         inputs = build_inputs(text, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                               seed=seed, min_tokens=min_tokens, stop_words=stop_words, bad_words=bad_words,
-                              stream=stream, guided_decoding=guided_decoding, names=names)
+                              stream=stream, guided_decoding=guided_decoding, names=names, images=images)
         client.start_stream(callback=lambda result, error: results.put((result, error)))
         client.async_stream_infer(model, inputs, request_id=rid, parameters=params,
                                   enable_empty_final_response=True)
