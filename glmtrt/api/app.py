@@ -38,10 +38,11 @@ class Generation:
     error before the first token becomes an HTTP error.
     """
 
-    def __init__(self, backend: TritonBackend, prompt: str, messages, sampling, *, reasoning: bool):
+    def __init__(self, backend: TritonBackend, prompt: str, messages, sampling, *, reasoning: bool,
+                 images: list[bytes] | None = None):
         self.backend, self.sampling = backend, sampling
-        self._it = backend.stream(prompt, messages, sampling)
-        self._count = asyncio.ensure_future(backend.count_prompt_tokens(prompt, messages))
+        self._it = backend.stream(prompt, messages, sampling, images=images)
+        self._count = asyncio.ensure_future(backend.count_prompt_tokens(prompt, messages, images=images))
         self._split = ReasoningSplitter() if reasoning else None
         self._stop = StopTrimmer(sampling.stop)
         self._first = None
@@ -156,11 +157,16 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
                          param="model", code="model_not_found")
         return None
 
-    async def run(req, prompt: str, messages, request, *, chat: bool, reasoning: bool):
+    async def run(req, prompt: str, messages, request, *, chat: bool, reasoning: bool, images=None):
         bad = check_model(req.model)
         if bad is not None:
             return bad
-        gen = Generation(backend, prompt, messages, P.sampling_of(req), reasoning=reasoning)
+        if images and not await backend.accepts_images():
+            return error(400, f"this repository's {backend.model} model takes no images (a text model); "
+                              "image input needs the AutoGLM / GLM-4.1V repository",
+                         param="messages", code="images_not_supported")
+        gen = Generation(backend, prompt, messages, P.sampling_of(req), reasoning=reasoning,
+                         images=[im.data for im in images] if images else None)
         try:
             await gen.start()
         except BackendError as exc:
@@ -227,7 +233,8 @@ def create_app(backend: TritonBackend, *, served_model_name: str, api_key: str |
 
     @v1.post("/chat/completions")
     async def chat_completions(body: P.ChatRequest, request: Request):
-        return await run(body, "", P.glm_messages(body), request, chat=True, reasoning=P.wants_reasoning(body))
+        messages, images = P.glm_chat(body)
+        return await run(body, "", messages, request, chat=True, reasoning=P.wants_reasoning(body), images=images)
 
     @v1.post("/completions")
     async def completions(body: P.CompletionRequest, request: Request):

@@ -24,6 +24,7 @@ from glmtrt.errors import GlmtrtError
 log = logging.getLogger(__name__)
 
 PREPROCESSING = "preprocessing"
+IMAGES = "images"      # the multimodal ensemble / BLS input (glmtrt.client.images.IMAGE_INPUT)
 _OVER_LIMIT = re.compile(r"prompt has (\d+) tokens, over max_input_len=(\d+)")
 
 
@@ -94,6 +95,7 @@ class TritonBackend:
         self._raw = None       # tritonclient.grpc.aio client: the non-streaming preprocessing call
         self.active = 0        # streams to Triton open right now
         self.cancelled = 0     # streams closed before their final response (request cancelled)
+        self._pre_images: str | None = None   # preprocessing's image input name ("" = none)
 
     def client(self):
         """The shared AsyncTritonClient."""
@@ -125,7 +127,27 @@ class TritonBackend:
         val = ((cfg.get("parameters") or {}).get("max_input_len") or {}).get("string_value", "")
         return int(val) if val.isdigit() else None
 
-    async def count_prompt_tokens(self, prompt: str, messages: list[dict] | None) -> int:
+    async def accepts_images(self) -> bool:
+        """True when the generating model declares the multimodal `images` input."""
+        try:
+            meta = await self.client().model_metadata(self.model)
+        except GlmtrtError:
+            return False
+        return any(i.get("name") == IMAGES for i in meta.get("inputs", []))
+
+    async def _preprocessing_image_input(self) -> str | None:
+        """The preprocessing model's image input name (multimodal repositories), else None."""
+        if self._pre_images is None:
+            try:
+                meta = await self.client().model_metadata(PREPROCESSING)
+                names = [i.get("name", "") for i in meta.get("inputs", [])]
+            except GlmtrtError:
+                names = []
+            self._pre_images = next((n for n in names if n.lower() == IMAGES), "")
+        return self._pre_images or None
+
+    async def count_prompt_tokens(self, prompt: str, messages: list[dict] | None,
+                                  images: list[bytes] | None = None) -> int:
         """Prompt tokens as the engine will see them (preprocessing's REQUEST_INPUT_LEN).
 
         Chat requests send every message in the `messages` parameter with an empty prompt (the
@@ -141,9 +163,17 @@ class TritonBackend:
         q.set_data_from_numpy(np.array([[prompt.encode("utf-8")]], dtype=object))
         n = grpcclient.InferInput("REQUEST_OUTPUT_LEN", [1, 1], "INT32")
         n.set_data_from_numpy(np.array([[1]], dtype=np.int32))
+        inputs = [q, n]
+        name = await self._preprocessing_image_input() if images else None
+        if name:       # image placeholder tokens count as prompt tokens, as the engine sees them
+            im = grpcclient.InferInput(name, [1, len(images)], "BYTES")
+            arr = np.empty((1, len(images)), dtype=object)
+            arr[0, :] = list(images)
+            im.set_data_from_numpy(arr)
+            inputs.append(im)
         params = request_parameters(chat=messages is not None, history=messages)
         try:
-            res = await self._raw.infer(PREPROCESSING, [q, n], parameters=params,
+            res = await self._raw.infer(PREPROCESSING, inputs, parameters=params,
                                         outputs=[grpcclient.InferRequestedOutput("REQUEST_INPUT_LEN")],
                                         client_timeout=self.timeout)
         except Exception as exc:
@@ -154,7 +184,7 @@ class TritonBackend:
         return int(res.as_numpy("REQUEST_INPUT_LEN").reshape(-1)[0])
 
     async def stream(self, prompt: str, messages: list[dict] | None, sampling: Sampling,
-                     model: str | None = None) -> AsyncIterator[Chunk]:
+                     model: str | None = None, images: list[bytes] | None = None) -> AsyncIterator[Chunk]:
         """Stream one generation (`messages`: a chat, else the raw `prompt`).
 
         Closing the iterator early cancels the Triton request (AsyncTritonClient cancels its call).
@@ -162,7 +192,7 @@ class TritonBackend:
         kwargs = dict(max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
                       top_k=sampling.top_k, seed=sampling.seed, stop=sampling.stop or None,
                       presence_penalty=sampling.presence_penalty, frequency_penalty=sampling.frequency_penalty,
-                      return_log_probs=True, model=model or self.model)
+                      return_log_probs=True, model=model or self.model, images=images or None)
         if messages is not None:
             gen = self.client().stream(messages=messages, **kwargs)
         else:

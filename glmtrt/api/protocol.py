@@ -89,42 +89,79 @@ def sampling_of(req: _Common) -> Sampling:
                     frequency_penalty=req.frequency_penalty, stop=_stops(req.stop))
 
 
-def _text_of(content, i: int) -> str:
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
+def _image_of(part: dict, where: str):
+    """One image content part -> a validated ImageFile. Only `data:image/...;base64,` URLs are
+    taken: a remote http(s) URL is refused (this server fetches nothing on a client's behalf)."""
+    from glmtrt.client.images import decode_data_url
+    from glmtrt.errors import GlmtrtError
+
+    ref = part.get("image_url", part.get("url", part.get("image")))
+    url = ref.get("url") if isinstance(ref, dict) else ref
+    if not isinstance(url, str) or not url:
+        raise RequestError("image content part without a URL: expected "
+                           '{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}', where)
+    if url.startswith(("http://", "https://")):
+        raise RequestError("remote image URLs are not fetched by this server; send the image inline as "
+                           "a data:image/png;base64,... (or image/jpeg) URL", where, code="image_url_not_supported")
+    try:
+        return decode_data_url(url, "the image_url")
+    except GlmtrtError as exc:
+        raise RequestError(str(exc).splitlines()[0], where, code="invalid_image") from None
+
+
+def _content_of(content, i: int) -> tuple[str, list]:
+    """(text, images) of one message's content (a string or a list of text / image parts)."""
+    where = f"messages[{i}].content"
     if content is None:
-        return ""
+        return "", []
     if isinstance(content, str):
-        return content
+        return content, []
     if isinstance(content, list):
-        parts = []
+        parts, images = [], []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
                 parts.append(str(part.get("text", "")))
-            elif kind in ("image_url", "input_image", "image"):
-                raise RequestError("image content needs a vision model; this repository serves a text model "
-                                   "(image input arrives with the AutoGLM / GLM-4.1V repository)",
-                                   f"messages[{i}].content")
+            elif kind in _IMAGE_PARTS:
+                images.append(_image_of(part, where))
             else:
-                raise RequestError(f"content part type {kind!r} is not supported (text only)",
-                                   f"messages[{i}].content")
-        return "".join(parts)
-    raise RequestError("content must be a string or a list of content parts", f"messages[{i}].content")
+                raise RequestError(f"content part type {kind!r} is not supported (text and image_url)", where)
+        return "".join(parts), images
+    raise RequestError("content must be a string or a list of content parts", where)
 
 
-def glm_messages(req: ChatRequest) -> list[dict]:
-    """The conversation as GLM chat-template messages (role mapped, text content)."""
-    out = []
+def glm_chat(req: ChatRequest) -> tuple[list[dict], list]:
+    """(GLM chat-template messages with text content, images of the last user turn).
+
+    Images are taken from the last message, which must be the user's; an image in an earlier turn
+    is refused (the repository attaches images to the turn being answered; Open-AutoGLM's agent
+    strips earlier screenshots from its history the same way)."""
+    out, images = [], []
+    last = len(req.messages) - 1
     for i, m in enumerate(req.messages):
         role = m.get("role")
         if role not in ROLES:
             raise RequestError(f"role {role!r} is not supported; use one of {', '.join(ROLES)}",
                                f"messages[{i}].role")
-        out.append({"role": ROLES[role], "content": _text_of(m.get("content"), i)})
+        text, imgs = _content_of(m.get("content"), i)
+        if imgs and (i != last or ROLES[role] != "user"):
+            raise RequestError("images are accepted in the last user message only (send earlier turns as text)",
+                               f"messages[{i}].content")
+        images = imgs
+        out.append({"role": ROLES[role], "content": text})
     if req.tools:
         raise RequestError("tools are not supported by this endpoint yet", "tools")
     if req.logprobs:
         raise RequestError("logprobs are not supported by this endpoint", "logprobs")
-    return out
+    return out, images
+
+
+def glm_messages(req: ChatRequest) -> list[dict]:
+    """The conversation as GLM chat-template messages (role mapped, text content)."""
+    return glm_chat(req)[0]
 
 
 def wants_reasoning(req: ChatRequest) -> bool:
