@@ -49,6 +49,8 @@ class BenchOptions:
     gpus: int | None = None
     progress: bool = True
     command: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)    #: image files every request carries
+    per_request_stages: bool | None = None             #: None: on with images at concurrency 1
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -118,7 +120,8 @@ async def server_facts(client, opts: BenchOptions) -> dict:
         out["server"] = await client.server_metadata()
         if opts.api == "triton":
             configs = {}
-            for name in ("ensemble", "tensorrt_llm_bls", "preprocessing", "tensorrt_llm", "postprocessing"):
+            for name in ("ensemble", "tensorrt_llm_bls", "preprocessing", "vision_encoder", "tensorrt_llm",
+                         "postprocessing"):
                 try:
                     configs[name] = await client.model_config(name)
                 except GlmtrtError:
@@ -154,11 +157,19 @@ async def _statistics(client, opts: BenchOptions) -> dict:
         return {}
 
 
+def wants_per_request_stages(opts: BenchOptions, spec: LoadSpec) -> bool:
+    """Statistics snapshots around every request: only where one request is in flight at a time
+    (concurrency 1), so a snapshot delta is that request's own server time."""
+    if opts.api != "triton" or spec.concurrency != 1:
+        return False
+    return bool(opts.images) if opts.per_request_stages is None else opts.per_request_stages
+
+
 async def run_level(client, items, spec: LoadSpec, opts: BenchOptions, tok, stop: asyncio.Event, facts: dict,
-                    progress=None) -> dict:
+                    progress=None, image_data: Sequence[bytes] = ()) -> dict:
     """Run one level and write its folder; returns its summary."""
     from glmtrt.client import plots
-    from glmtrt.client.server_side import MetricsScraper, gpu_summary, kv_cache_series, stage_table
+    from glmtrt.client.server_side import MetricsScraper, gpu_summary, kv_cache_series, stage_latency, stage_table
 
     out = Path(opts.out) / spec.label
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +179,13 @@ async def run_level(client, items, spec: LoadSpec, opts: BenchOptions, tok, stop
     total = (sum(len(items[i % len(items)].turns) for i in range(spec.num_requests))
              if spec.num_requests else None)  # requests, a multi-turn conversation counting each turn
     task = progress.add_task(spec.label, total=total) if progress else None
+    probe = None
+    if wants_per_request_stages(opts, spec):
+        async def probe():     # outside each request's own timing (before its send, after its last response)
+            return await _statistics(client, opts)
     runner = Runner(client, sampling=opts.sampling, tok=tok, stop=stop, request_timeout=opts.request_timeout,
-                    on_done=(lambda rec: progress.advance(task)) if progress else None)
+                    on_done=(lambda rec: progress.advance(task)) if progress else None,
+                    images=image_data, stage_probe=probe)
     write_atomic(out / "run.json", json.dumps(
         {"options": _jsonable(opts), "level": asdict(spec), "versions": versions(), "started": time.time(),
          "token_counter": "tokenizer" if tok is not None else "chunks with text", **facts},
@@ -194,6 +210,9 @@ async def run_level(client, items, spec: LoadSpec, opts: BenchOptions, tok, stop
     summary["aborted"] = runner.aborted
     summary["wall_start"] = t0
     summary["stages"] = stage_table(before, after) if before and after else []
+    summary["images_per_request"] = len(image_data)
+    if opts.api == "triton":
+        summary["stage_latency"] = stage_latency(records, before, after)
     gpu = gpu_summary(scraper.samples)
     summary.update(gpu)
     ngpu = opts.gpus or gpu.get("gpus")
@@ -275,7 +294,10 @@ async def run_bench(opts: BenchOptions, items: Sequence, tok=None, stop: asyncio
     """Run every level (or the max-concurrency search); writes OUT/ and returns OUT/summary.json's content."""
     from glmtrt.client import plots
 
+    from glmtrt.client.images import read_images
+
     stop = stop or asyncio.Event()
+    image_data = [f.data for f in read_images(opts.images)]
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     client = make_client(opts)
@@ -295,7 +317,7 @@ async def run_bench(opts: BenchOptions, items: Sequence, tok=None, stop: asyncio
                 c = 1
                 while c is not None and not stop.is_set():
                     spec = LoadSpec(**{**asdict(base), "concurrency": c, "rate": None})
-                    s = await run_level(client, items, spec, opts, tok, stop, facts, progress)
+                    s = await run_level(client, items, spec, opts, tok, stop, facts, progress, image_data)
                     top["levels"].append(s)
                     results[c] = meets_slo(s, opts) and not s["interrupted"]
                     c = _search_levels(base, opts, results)
@@ -304,7 +326,8 @@ async def run_bench(opts: BenchOptions, items: Sequence, tok=None, stop: asyncio
                 for spec in opts.levels:
                     if stop.is_set():
                         break
-                    top["levels"].append(await run_level(client, items, spec, opts, tok, stop, facts, progress))
+                    top["levels"].append(await run_level(client, items, spec, opts, tok, stop, facts, progress,
+                                                         image_data))
     finally:
         await client.close()
         top["interrupted"] = stop.is_set()

@@ -120,17 +120,26 @@ def register(group: click.Group) -> None:
     @click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
                   help="Seconds without a response before a request fails.")
     @click.option("--no-progress", is_flag=True)
+    @click.option("--image", "images", type=click.Path(dir_okay=False), multiple=True,
+                  help="PNG / JPEG sent with every request (repeatable; the multimodal AutoGLM repository).")
+    @click.option("--per-request-stages/--no-per-request-stages", default=None,
+                  help="Triton statistics around each request at concurrency 1 (default: on with --image).")
     def bench_cmd(url, out, api, model, concurrency, request_rate, arrival, burstiness, max_concurrency, num_requests,
                   duration, ramp_up, warmup, seed, dataset, multi_turn, input_tokens, input_tokens_stddev, output_tokens,
                   output_tokens_stddev, max_tokens, temperature, top_p, top_k, stop_words, ignore_eos, slo_ttft_ms,
                   slo_tpot_ms, search, search_max, metrics_url, metrics_interval, repo, tokenizer, gpus, timeout,
-                  no_progress):
+                  no_progress, images, per_request_stages):
         """Benchmark the server at URL (Triton gRPC host:port, or an OpenAI /v1 base URL with --api openai)."""
         from glmtrt.client.bench import BenchOptions, run_bench
         from glmtrt.client.datasets import load_dataset
         from glmtrt.client.load import LoadSpec
 
+        from glmtrt.client.images import read_images
+
         api = "openai-chat" if api == "openai" else api
+        files = read_images(images)
+        if files and api == "openai-completions":
+            raise click.BadParameter("--image needs a chat API (--api triton or openai-chat)")
         concs = _csv_numbers(int, concurrency, "concurrency")
         rates = _csv_numbers(float, request_rate, "request rate")
         if concs and rates:
@@ -154,11 +163,14 @@ def register(group: click.Group) -> None:
                             slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, search=search, search_max=search_max,
                             metrics_url=metrics_url, metrics_interval=metrics_interval, repo=repo,
                             tokenizer=tokenizer, request_timeout=timeout, gpus=gpus, progress=not no_progress,
-                            command=list(sys.argv))
+                            command=list(sys.argv), images=[str(p) for p in images],
+                            per_request_stages=per_request_stages)
         click.echo(f"bench {url} api={api} model={model} dataset={dataset} ({len(items)} items) "
                    f"levels={','.join(lv.label for lv in levels) if not search else 'search'} "
                    f"requests/level={n or f'{duration}s'} warmup={warmup} tokens counted by "
-                   f"{'tokenizer ' + tok.name if tok else 'chunks (no --tokenizer)'} -> {out}", err=True)
+                   f"{'tokenizer ' + tok.name if tok else 'chunks (no --tokenizer)'} "
+                   f"images/request={len(files)}{' (' + ', '.join(f'{f.format} {f.size[0]}x{f.size[1]}' for f in files) + ')' if files else ''} "
+                   f"-> {out}", err=True)
         top = run_with_signals(lambda stop: run_bench(opts, items, tok, stop))
         _print_levels(top)
         aborted = [lv["aborted"] for lv in top["levels"] if lv.get("aborted")]
@@ -182,5 +194,14 @@ def _print_levels(top: dict) -> None:
                    f"{p.get('p50', float('nan')):10.2f} {lv['output_tps']:10.1f}")
         for w in lv.get("warnings") or []:
             click.echo(f"  warning: {w}", err=True)
+    for lv in top["levels"]:
+        st = lv.get("stage_latency")
+        if st and lv.get("images_per_request"):
+            from glmtrt.client.server_side import format_stage_latency
+
+            how = "per request" if st["per_request"] else "server stages: mean of the level"
+            click.echo(f"per-stage latency, {lv['load']['label']} ({lv['images_per_request']} image(s)/request; {how}), ms:")
+            for line in format_stage_latency(st):
+                click.echo(line)
     if "max_concurrency_at_slo" in top:
         click.echo(f"max concurrency at SLO: {top['max_concurrency_at_slo']}")

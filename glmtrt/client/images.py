@@ -44,6 +44,16 @@ class ImageFile:
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
+def mime_of(data: bytes) -> str:
+    """image/png or image/jpeg from the file signature (for bytes already validated by check_image)."""
+    return "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+
+
+def data_url(data: bytes) -> str:
+    """`data:image/...;base64,...` of encoded image bytes."""
+    return f"data:{mime_of(data)};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 def check_image(data: bytes, source: str = "image") -> ImageFile:
     """Validate encoded image bytes: a PNG or JPEG that Pillow decodes; GlmtrtError otherwise."""
     from PIL import Image, UnidentifiedImageError

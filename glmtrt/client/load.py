@@ -75,13 +75,16 @@ class Runner:
     """Sends the requests of one level and collects their records."""
 
     def __init__(self, client, *, sampling: dict, tok=None, stop: asyncio.Event | None = None,
-                 on_done: Callable[[RequestRecord], None] | None = None, request_timeout: float | None = None):
+                 on_done: Callable[[RequestRecord], None] | None = None, request_timeout: float | None = None,
+                 images: Sequence[bytes] | None = None, stage_probe: Callable | None = None):
         self.client = client
         self.sampling = dict(sampling)
         self.tok = tok
         self.stop = stop or asyncio.Event()
         self.on_done = on_done
         self.request_timeout = request_timeout
+        self.images = list(images or [])     # sent with every request
+        self.stage_probe = stage_probe       # async () -> statistics snapshot, around each recorded request
         self.records: list[RequestRecord] = []
         self.aborted: str | None = None
         self._seq = itertools.count()
@@ -103,7 +106,7 @@ class Runner:
         rid = f"{item.id}-{next(self._seq)}-{uuid.uuid4().hex[:12]}"
         rec = RequestRecord(id=rid, t_send=0.0, prompt=text if not history else None,
                             messages=messages if history else None, conversation=item.id, turn=turn,
-                            max_tokens=item.max_tokens)
+                            max_tokens=item.max_tokens, images=len(self.images))
         if record:
             self.records.append(rec)
         kwargs = dict(self.sampling, max_tokens=item.max_tokens, request_id=rid)
@@ -111,6 +114,9 @@ class Runner:
             kwargs["min_tokens"] = item.min_tokens
         if self.request_timeout is not None:
             kwargs["timeout"] = self.request_timeout
+        if self.images:
+            kwargs["images"] = self.images
+        before = await self.stage_probe() if (self.stage_probe is not None and record) else None
         if history:
             gen = self.client.stream(messages=messages, **kwargs)
         else:
@@ -137,6 +143,10 @@ class Runner:
             raise
         finally:
             self._count(rec, item, turn, messages, record)
+        if before is not None and rec.ok:
+            from glmtrt.client.server_side import stage_breakdown
+
+            rec.stages = stage_breakdown(before, await self.stage_probe())
         if rec.error and record and not self.stop.is_set() and not await self.client.ready():
             self.aborted = f"server unavailable after request {rid}: {rec.error}"
             log.warning("%s; ending the run", self.aborted)

@@ -66,6 +66,8 @@ class RequestRecord:
     log_probs: list | None = None             #: chosen-token log-probs, where returned
     top_log_probs: list | None = None         #: per token {token: log-prob} (OpenAI top_logprobs)
     scheduled_delay_s: float | None = None    #: rate mode: send time - scheduled arrival
+    images: int = 0                           #: images sent with the request
+    stages: dict | None = None                #: per-request server stage ms (server_side.stage_breakdown)
 
     @property
     def text(self) -> str:

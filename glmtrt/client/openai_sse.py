@@ -88,12 +88,24 @@ class AsyncOpenAIClient(StreamingClient):
                      min_tokens: int | None = None, presence_penalty: float | None = None,
                      frequency_penalty: float | None = None, return_log_probs: bool = False,
                      ignore_eos: bool | None = None, request_id: str | None = None,
-                     **_ignored) -> AsyncIterator[Chunk]:
-        """Stream one answer as Chunks; closing the generator closes the HTTP response (the server cancels)."""
+                     images: Sequence[bytes] | None = None, **_ignored) -> AsyncIterator[Chunk]:
+        """Stream one answer as Chunks; closing the generator closes the HTTP response (the server cancels).
+        `images` (encoded PNG / JPEG) go with the last user turn as `image_url` data-URL parts (chat API)."""
         import httpx
 
         if (prompt is None) == (messages is None):
             raise GlmtrtError("stream() takes a prompt or messages, not both and not neither")
+        if images:
+            if self.api != "chat":
+                raise GlmtrtError("images need the chat API", fix="use --api openai-chat")
+            from glmtrt.client.images import data_url
+
+            messages = list(messages) if messages is not None else [{"role": "user", "content": prompt}]
+            prompt = None
+            last = dict(messages[-1])
+            last["content"] = ([{"type": "image_url", "image_url": {"url": data_url(b)}} for b in images]
+                               + [{"type": "text", "text": str(last.get("content") or "")}])
+            messages[-1] = last
         path, body = self._body(prompt, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                 top_k=top_k, seed=seed, stop=stop, min_tokens=min_tokens,
                                 presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,

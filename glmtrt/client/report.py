@@ -107,6 +107,7 @@ def build_sections(runs: Sequence[dict]) -> list[tuple[str, list[str], list[list
         sections.append(("Per-stage time (Triton statistics API, mean per request)",
                          ["run", "level", "model", "requests", "queue ms", "compute ms", "responses", "ms/response"],
                          st_rows))
+    sections += _stage_latency_section(runs)
     fact_rows = []
     for run in runs:
         f = _facts(run)
@@ -116,6 +117,35 @@ def build_sections(runs: Sequence[dict]) -> list[tuple[str, list[str], list[list
     sections.append(("Runs (read from run.json)", ["run", "transport", "model", "GPU", "precision", "server",
                                                    "dataset", "server settings"], fact_rows))
     return sections
+
+
+def _stage_latency_section(runs: list[dict]) -> list:
+    """Per-stage latency of image runs: P50 / P95 per request, or the level's server mean (marked)."""
+    from glmtrt.client.server_side import SERVER_STAGES
+
+    keys = (*SERVER_STAGES, "first_token", "full_answer")
+    rows = []
+    for run in runs:
+        for lv, _ in run["levels"]:
+            st = lv.get("stage_latency")
+            if not st or not lv.get("images_per_request"):
+                continue
+            cells = []
+            for k in keys:
+                s = st.get(k)
+                if not s:
+                    cells.append("–")
+                elif "p50" in s:
+                    cells.append(f"{s['p50']:.1f} / {s['p95']:.1f}")
+                else:
+                    cells.append(f"mean {s['mean']:.1f}")
+            rows.append([run["name"], lv["load"]["label"], str(lv["images_per_request"]),
+                         "per request" if st["per_request"] else "server mean", *cells])
+    if not rows:
+        return []
+    return [("Per-stage latency with images, ms (P50 / P95 per request; 'mean' = the level's mean from "
+             "Triton statistics)", ["run", "level", "images", "server stages", "upload/decode", "preprocessing",
+                                    "vision encoder", "first token", "full answer"], rows)]
 
 
 def _plots(run: dict) -> list[Path]:

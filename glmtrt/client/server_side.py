@@ -164,5 +164,97 @@ def stage_table(before: dict, after: dict) -> list[dict]:
                      "fail": int(_num(m, "inference_stats", "fail", "count") - _num(p, "inference_stats", "fail", "count")),
                      "responses": int(responses) or None,
                      "response_ms": (infer_ns / 1e6 / responses) if responses else None})
-    order = {"ensemble": 0, "tensorrt_llm_bls": 1, "preprocessing": 2, "tensorrt_llm": 3, "postprocessing": 4}
+    order = {"ensemble": 0, "tensorrt_llm_bls": 1, "preprocessing": 2, "vision_encoder": 3, "tensorrt_llm": 4,
+             "postprocessing": 5}
     return sorted(rows, key=lambda r: (order.get(r["model"], 9), r["model"]))
+
+
+#: composing models of the multimodal pipeline (the encoder's name is the repository contract)
+PREPROCESSING, VISION_ENCODER = "preprocessing", "vision_encoder"
+#: server stages of the per-stage latency table, in pipeline order
+SERVER_STAGES = ("upload_decode", "preprocessing", "vision_encoder")
+
+
+def _model_ns(before: dict, after: dict, name: str) -> dict[str, float]:
+    """Δ success count and Δ ns of queue / compute_input / compute_infer / compute_output of one model."""
+    prev = {m["name"]: m for m in before.get("model_stats", [])}
+    out = {"count": 0.0, "queue": 0.0, "compute_input": 0.0, "compute_infer": 0.0, "compute_output": 0.0}
+    for m in after.get("model_stats", []):
+        if m["name"] != name:
+            continue
+        p = prev.get(name, {})
+        out["count"] += _num(m, "inference_stats", "success", "count") - _num(p, "inference_stats", "success", "count")
+        for kind in ("queue", "compute_input", "compute_infer", "compute_output"):
+            out[kind] += _num(m, "inference_stats", kind, "ns") - _num(p, "inference_stats", kind, "ns")
+    return out
+
+
+def stage_breakdown(before: dict, after: dict) -> dict[str, float | None]:
+    """Server time per request (ms) of each pipeline stage between two statistics snapshots.
+
+    - upload_decode: preprocessing's queue + compute_input — the request (its image bytes) waiting
+      for and being handed into the preprocessing model;
+    - preprocessing: its compute_infer + compute_output — image decode, smart_resize, patchify,
+      chat template and M-RoPE positions in our preprocessing model;
+    - vision_encoder: everything the `vision_encoder` model spent (queue + compute), 0 for requests
+      without images.
+    Each is divided by the requests preprocessing served in the interval: around one request at a
+    time (bench at concurrency 1) that is that request's own time; over a run it is the mean.
+    None where the model is absent (a text repository has no vision_encoder).
+    """
+    pre = _model_ns(before, after, PREPROCESSING)
+    vis = _model_ns(before, after, VISION_ENCODER)
+    n = pre["count"]
+    if n <= 0:
+        return {k: None for k in SERVER_STAGES} | {"requests": 0}
+    has_vision = any(m["name"] == VISION_ENCODER for m in after.get("model_stats", []))
+    vision_ns = vis["queue"] + vis["compute_input"] + vis["compute_infer"] + vis["compute_output"]
+    return {"upload_decode": (pre["queue"] + pre["compute_input"]) / n / 1e6,
+            "preprocessing": (pre["compute_infer"] + pre["compute_output"]) / n / 1e6,
+            "vision_encoder": vision_ns / n / 1e6 if has_vision else None,
+            "requests": int(n)}
+
+
+def stage_latency(records, before: dict | None, after: dict | None) -> dict:
+    """The per-stage latency table of one level: upload/decode, preprocessing, vision encoder (server),
+    first token and full answer (client). Server stages are per request (P50/P95 over requests) where
+    the records carry their own `stages` (concurrency 1), else the run's mean from the statistics
+    deltas; first token and full answer are always per request from client timestamps."""
+    from glmtrt.client.metrics import request_metrics, stats
+
+    ok = [r for r in records if r.ok]
+    per = [r.stages for r in ok if r.stages]
+    out: dict = {"per_request": bool(per), "requests": len(ok)}
+    for key in SERVER_STAGES:
+        if per:
+            out[key] = stats(s.get(key) for s in per)
+        elif before and after:
+            mean = stage_breakdown(before, after).get(key)
+            out[key] = None if mean is None else {"mean": mean}
+        else:
+            out[key] = None
+    m = [request_metrics(r) for r in ok]
+    for key, src in (("first_token", "ttft"), ("full_answer", "e2e")):
+        s = stats(x[src] for x in m)
+        out[key] = None if s is None else {k: (v if k == "count" else v * 1e3) for k, v in s.items()}
+    out["source"] = ("server stages: Triton statistics deltas around each request (concurrency 1); "
+                     if per else "server stages: mean over the level from Triton statistics deltas; ")
+    out["source"] += "first token / full answer: client timestamps per request"
+    return out
+
+
+def format_stage_latency(t: dict) -> list[str]:
+    """Terminal lines of the per-stage table (P50 / P95 ms; `mean` where only the run's mean exists)."""
+    names = {"upload_decode": "upload/decode", "preprocessing": "preprocessing", "vision_encoder": "vision encoder",
+             "first_token": "first token", "full_answer": "full answer"}
+    lines = []
+    for key, label in names.items():
+        s = t.get(key)
+        if not s:
+            val = "–"
+        elif "p50" in s:
+            val = f"p50 {s['p50']:9.2f}  p95 {s['p95']:9.2f}"
+        else:
+            val = f"mean {s['mean']:8.2f}  (server statistics, not per request)"
+        lines.append(f"  {label:<15} {val}")
+    return lines
