@@ -62,6 +62,7 @@ class Chunk:
     token_ids: tuple[int, ...] | None = None  #: token ids where the server returns them
     log_probs: tuple[float, ...] | None = None  #: log-prob of each new token (return_log_probs)
     top_log_probs: tuple[dict, ...] | None = None  #: per new token {token text: log-prob} where the server gives them
+    parameters: dict | None = None  #: response parameters other than Triton's own (tensorrt_llm_bls stage info)
 
 
 @dataclass
@@ -80,6 +81,18 @@ class Completion:
 def _final_flag(result) -> bool:
     param = result.get_response().parameters.get("triton_final_response")
     return bool(param is not None and param.bool_param)
+
+
+def _parameters(result) -> dict | None:
+    """The response's parameters (bool / int64 / double / string), Triton's reserved `triton_*` left out."""
+    out = {}
+    for key, p in result.get_response().parameters.items():
+        if key.startswith("triton_"):
+            continue
+        kind = p.WhichOneof("parameter_choice")
+        if kind is not None:
+            out[key] = getattr(p, kind)
+    return out or None
 
 
 def _texts(result) -> str:
@@ -247,7 +260,8 @@ class AsyncTritonClient(StreamingClient):
                 result = InferResult(response.infer_response)
                 final = _final_flag(result)
                 yield Chunk(text=_texts(result), time=now, index=index, final=final,
-                            log_probs=_log_probs(result) if return_log_probs else None)
+                            log_probs=_log_probs(result) if return_log_probs else None,
+                            parameters=_parameters(result))
                 index += 1
                 if final:
                     finished = True

@@ -131,6 +131,8 @@ class Runner:
                     rec.chunk_texts.append(ch.text)
                     if ch.log_probs:
                         rec.log_probs = (rec.log_probs or []) + list(ch.log_probs)
+                    if ch.parameters:
+                        rec.server_info = {**(rec.server_info or {}), **ch.parameters}
                     if ch.top_log_probs:
                         rec.top_log_probs = (rec.top_log_probs or []) + list(ch.top_log_probs)
                     if ch.final:

@@ -68,6 +68,7 @@ class RequestRecord:
     scheduled_delay_s: float | None = None    #: rate mode: send time - scheduled arrival
     images: int = 0                           #: images sent with the request
     stages: dict | None = None                #: per-request server stage ms (server_side.stage_breakdown)
+    server_info: dict | None = None           #: response parameters the server attached (tensorrt_llm_bls)
 
     @property
     def text(self) -> str:

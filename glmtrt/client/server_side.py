@@ -173,6 +173,8 @@ def stage_table(before: dict, after: dict) -> list[dict]:
 PREPROCESSING, VISION_ENCODER = "preprocessing", "vision_encoder"
 #: server stages of the per-stage latency table, in pipeline order
 SERVER_STAGES = ("upload_decode", "preprocessing", "vision_encoder")
+#: tensorrt_llm_bls first-response parameters (docs/INTERFACES.md, multimodal repository) -> our stage
+BLS_STAGE_PARAMS = {"preprocessing": "image_decode_ms", "vision_encoder": "vision_encoder_ms"}
 
 
 def _model_ns(before: dict, after: dict, name: str) -> dict[str, float]:
@@ -192,12 +194,13 @@ def _model_ns(before: dict, after: dict, name: str) -> dict[str, float]:
 def stage_breakdown(before: dict, after: dict) -> dict[str, float | None]:
     """Server time per request (ms) of each pipeline stage between two statistics snapshots.
 
-    - upload_decode: preprocessing's queue + compute_input — the request (its image bytes) waiting
-      for and being handed into the preprocessing model;
-    - preprocessing: its compute_infer + compute_output — image decode, smart_resize, patchify,
-      chat template and M-RoPE positions in our preprocessing model;
-    - vision_encoder: everything the `vision_encoder` model spent (queue + compute), 0 for requests
-      without images.
+    - upload_decode: preprocessing's queue + compute_input: the request and its image bytes waiting
+      for and being handed to the preprocessing model (Triton's compute_input);
+    - preprocessing: its compute_infer + compute_output less the vision encoder's time: image decode,
+      smart_resize, patchify, chat template, M-RoPE positions. Our preprocessing calls
+      `vision_encoder` through BLS inside its own execute (docs/INTERFACES.md), so its compute time
+      contains the encoder's, which is subtracted;
+    - vision_encoder: everything the `vision_encoder` model spent (queue + compute), 0 without images.
     Each is divided by the requests preprocessing served in the interval: around one request at a
     time (bench at concurrency 1) that is that request's own time; over a run it is the mean.
     None where the model is absent (a text repository has no vision_encoder).
@@ -209,42 +212,48 @@ def stage_breakdown(before: dict, after: dict) -> dict[str, float | None]:
         return {k: None for k in SERVER_STAGES} | {"requests": 0}
     has_vision = any(m["name"] == VISION_ENCODER for m in after.get("model_stats", []))
     vision_ns = vis["queue"] + vis["compute_input"] + vis["compute_infer"] + vis["compute_output"]
+    pre_ns = max(0.0, pre["compute_infer"] + pre["compute_output"] - vision_ns)
     return {"upload_decode": (pre["queue"] + pre["compute_input"]) / n / 1e6,
-            "preprocessing": (pre["compute_infer"] + pre["compute_output"]) / n / 1e6,
+            "preprocessing": pre_ns / n / 1e6,
             "vision_encoder": vision_ns / n / 1e6 if has_vision else None,
             "requests": int(n)}
 
 
 def stage_latency(records, before: dict | None, after: dict | None) -> dict:
     """The per-stage latency table of one level: upload/decode, preprocessing, vision encoder (server),
-    first token and full answer (client). Server stages are per request (P50/P95 over requests) where
-    the records carry their own `stages` (concurrency 1), else the run's mean from the statistics
-    deltas; first token and full answer are always per request from client timestamps."""
+    first token and full answer (client), each {p50, p95, ...} over requests or {mean} for the level.
+
+    Per server stage the best source the run has: the `tensorrt_llm_bls` response parameters of each
+    request (`image_decode_ms`, `vision_encoder_ms`: per request at any concurrency), else statistics
+    snapshots around each request (`stages`, concurrency 1: per request), else the level's mean from
+    the statistics deltas. First token and full answer are always per request (client timestamps)."""
     from glmtrt.client.metrics import request_metrics, stats
 
     ok = [r for r in records if r.ok]
-    per = [r.stages for r in ok if r.stages]
-    out: dict = {"per_request": bool(per), "requests": len(ok)}
+    mean = stage_breakdown(before, after) if before and after else {}
+    out: dict = {"requests": len(ok), "sources": {}}
     for key in SERVER_STAGES:
-        if per:
-            out[key] = stats(s.get(key) for s in per)
-        elif before and after:
-            mean = stage_breakdown(before, after).get(key)
-            out[key] = None if mean is None else {"mean": mean}
+        bls = [(r.server_info or {}).get(BLS_STAGE_PARAMS.get(key, "")) for r in ok]
+        snap = [(r.stages or {}).get(key) for r in ok]
+        if ok and all(v is not None for v in bls):
+            out[key], out["sources"][key] = stats(bls), f"tensorrt_llm_bls response parameter {BLS_STAGE_PARAMS[key]}"
+        elif ok and all(v is not None for v in snap):
+            out[key], out["sources"][key] = stats(snap), "Triton statistics deltas around each request"
+        elif mean.get(key) is not None:
+            out[key], out["sources"][key] = {"mean": mean[key]}, "level mean from Triton statistics deltas"
         else:
             out[key] = None
     m = [request_metrics(r) for r in ok]
     for key, src in (("first_token", "ttft"), ("full_answer", "e2e")):
         s = stats(x[src] for x in m)
         out[key] = None if s is None else {k: (v if k == "count" else v * 1e3) for k, v in s.items()}
-    out["source"] = ("server stages: Triton statistics deltas around each request (concurrency 1); "
-                     if per else "server stages: mean over the level from Triton statistics deltas; ")
-    out["source"] += "first token / full answer: client timestamps per request"
+        out["sources"][key] = "client timestamps per request"
+    out["per_request"] = all(out[k] is None or "p50" in out[k] for k in SERVER_STAGES)
     return out
 
 
 def format_stage_latency(t: dict) -> list[str]:
-    """Terminal lines of the per-stage table (P50 / P95 ms; `mean` where only the run's mean exists)."""
+    """Terminal lines of the per-stage table (P50 / P95 ms; `mean` where only the level's mean exists)."""
     names = {"upload_decode": "upload/decode", "preprocessing": "preprocessing", "vision_encoder": "vision encoder",
              "first_token": "first token", "full_answer": "full answer"}
     lines = []
@@ -255,6 +264,6 @@ def format_stage_latency(t: dict) -> list[str]:
         elif "p50" in s:
             val = f"p50 {s['p50']:9.2f}  p95 {s['p95']:9.2f}"
         else:
-            val = f"mean {s['mean']:8.2f}  (server statistics, not per request)"
-        lines.append(f"  {label:<15} {val}")
+            val = f"mean {s['mean']:8.2f}           "
+        lines.append(f"  {label:<15} {val}  ({t.get('sources', {}).get(key, 'no data')})")
     return lines

@@ -31,10 +31,11 @@ def _stats(models: dict) -> dict:
 
 class PipelineClient:
     """A fake Triton: request k costs preprocessing queue 1 ms, compute_input (k+1) ms, compute_infer
-    10*(k+1) ms, vision_encoder 20*(k+1) ms, and streams 3 chunks; statistics() tells the truth so far."""
+    10*(k+1) ms of its own plus the vision_encoder's 20*(k+1) ms it waits for, and streams 3 chunks;
+    statistics() tells the truth so far; with `bls` the first response carries the BLS stage parameters."""
 
-    def __init__(self, with_vision=True):
-        self.k = 0
+    def __init__(self, with_vision=True, bls=False):
+        self.k, self.bls = 0, bls
         self.images_seen = []
         names = ["preprocessing", "tensorrt_llm"] + (["vision_encoder"] if with_vision else [])
         self.totals = {n: dict(count=0, queue=0, compute_input=0, compute_infer=0, compute_output=0) for n in names}
@@ -68,8 +69,10 @@ class PipelineClient:
             v = self.totals["vision_encoder"]
             v["count"] += 1
             v["compute_infer"] += 20 * (k + 1) * MS
+            pre["compute_infer"] += 20 * (k + 1) * MS     # preprocessing calls the encoder inside its execute (BLS)
+        params = {"image_decode_ms": 3.0 * (k + 1), "vision_encoder_ms": 7.0 * (k + 1), "image_tokens": 4} if self.bls else None
         for i in range(3):
-            yield Chunk(text=f"好{i}", time=time.perf_counter(), index=i)
+            yield Chunk(text=f"好{i}", time=time.perf_counter(), index=i, parameters=params if i == 0 else None)
         yield Chunk(text="", time=time.perf_counter(), index=3, final=True)
 
 
@@ -77,7 +80,8 @@ def test_stage_breakdown_from_snapshots():
     before = _stats({"preprocessing": dict(count=2, queue=2 * MS, compute_input=2 * MS, compute_infer=20 * MS,
                                            compute_output=0), "vision_encoder": dict(count=2, queue=0, compute_input=0,
                                                                                       compute_infer=40 * MS, compute_output=0)})
-    after = _stats({"preprocessing": dict(count=4, queue=4 * MS, compute_input=6 * MS, compute_infer=60 * MS,
+    # 2 requests: preprocessing's own 40 ms + the 63 ms of vision_encoder it waited for (BLS inside its execute)
+    after = _stats({"preprocessing": dict(count=4, queue=4 * MS, compute_input=6 * MS, compute_infer=123 * MS,
                                           compute_output=2 * MS), "vision_encoder": dict(count=3, queue=MS, compute_input=MS,
                                                                                          compute_infer=100 * MS, compute_output=MS)})
     b = stage_breakdown(before, after)
@@ -123,12 +127,30 @@ def test_bench_image_per_request_stages_and_report(tmp_path, fake):
     assert not st2["per_request"] and set(st2["preprocessing"]) == {"mean"}
     assert st2["preprocessing"]["mean"] == pytest.approx(10 * (7 + 8 + 9 + 10) / 4)
     assert "p50" in st2["first_token"]                   # client figures stay per request
-    assert "mean" in r.output and "not per request" in r.output
+    assert "mean" in r.output and "level mean from Triton statistics" in r.output
     rep = tmp_path / "report.md"
     r = CliRunner().invoke(main, ["report", str(out), str(out2), "--out", str(rep)])
     assert r.exit_code == 0, r.output
     md = rep.read_text("utf-8")
     assert "Per-stage latency with images" in md and "40.0 / " in md and "mean 85.0" in md
+
+
+def test_bench_bls_parameters_are_per_request_at_any_concurrency(tmp_path, monkeypatch):
+    client = PipelineClient(bls=True)
+    monkeypatch.setattr("glmtrt.client.bench.make_client", lambda opts: client)
+    shot = make_screenshot(tmp_path / "shot.jpg", (64, 64), "JPEG")
+    out = tmp_path / "bls"
+    r = CliRunner().invoke(main, ["bench", "127.0.0.1:1", "--model", "tensorrt_llm_bls", "--out", str(out), "--image",
+                                  str(shot), "--image", str(shot), "--num-requests", "4", "--warmup", "0",
+                                  "--concurrency", "2", "--metrics-url", "", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    lv = json.loads((out / "c2" / "summary.json").read_text("utf-8"))
+    st = lv["stage_latency"]
+    assert lv["images_per_request"] == 2 and all(len(im) == 2 for im in client.images_seen)
+    assert sorted(st["vision_encoder"][k] for k in ("min", "max")) == [7.0, 28.0]
+    assert st["preprocessing"]["p50"] == pytest.approx(7.5)          # 3, 6, 9, 12 ms
+    assert "tensorrt_llm_bls" in st["sources"]["preprocessing"] and "mean" in st["upload_decode"]
+    assert not st["per_request"]
 
 
 def test_bench_image_validation(tmp_path, fake):
