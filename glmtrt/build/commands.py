@@ -30,8 +30,39 @@ def _workload_options(f):
     return f
 
 
+def _multimodal_options(f):
+    opts = [
+        click.option("--max-multimodal-len", type=NON_NEGATIVE_INT32, default=0,
+                     help="Prompt-embedding table rows (vision tokens); GLM-4.1V default: --max-batch-size x "
+                          "--max-images x the image tokens of --max-pixels (the runtime gives each request "
+                          "table / max_batch_size rows)."),
+        click.option("--max-pixels", type=click.IntRange(min=28 * 28 * 2), default=5_000_000, show_default=True,
+                     help="GLM-4.1V: image pixel budget (t*h*w, t=2) of the vision engine profile (AutoGLM: 5000000)."),
+        click.option("--max-images", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="GLM-4.1V: images per request the prompt table holds."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _table_rows(max_multimodal_len: int, max_batch_size: int, max_images: int, image_tokens: int | None) -> int:
+    """The prompt-table rows to build / plan: the explicit value, else a full batch of max_images images."""
+    from glmtrt.build.planner import prompt_table_rows
+
+    if image_tokens is None:
+        return max_multimodal_len
+    need = prompt_table_rows(max_batch_size, max_images, image_tokens)
+    if max_multimodal_len and max_multimodal_len < need:
+        click.echo(f"warning: --max-multimodal-len {max_multimodal_len} gives each request "
+                   f"{max_multimodal_len // max_batch_size} prompt-table rows; {max_images} image(s) at the pixel "
+                   f"budget need {max_images * image_tokens} (TensorRT-LLM refuses a request over "
+                   f"max_prompt_embedding_table_size / max_batch_size)", err=True)
+    return max_multimodal_len or need
+
+
 def _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction,
-              gather_context_logits=False):
+              gather_context_logits=False, table_rows=0):
     from glmtrt.build.planner import Workload
 
     seq = max_seq_len or min(8192, dims.max_position_embeddings)
@@ -40,7 +71,8 @@ def _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, 
                    "tokens (max_position_embeddings): quality past it is not what the model was trained for", err=True)
     return Workload(max_batch_size=max_batch_size, max_seq_len=seq, max_input_len=max_input_len,
                     max_num_tokens=max_num_tokens, max_beam_width=max_beam_width,
-                    kv_cache_free_gpu_mem_fraction=kv_fraction, gather_context_logits=gather_context_logits)
+                    kv_cache_free_gpu_mem_fraction=kv_fraction, gather_context_logits=gather_context_logits,
+                    max_prompt_embedding_table_size=table_rows)
 
 
 @click.command("plan")
@@ -53,9 +85,11 @@ def _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, 
 @click.option("--extra-params", type=click.FloatRange(0.0, 1000.0), default=0.0,
               help="Extra non-LLM weights on each GPU, in billions (e.g. 0.6 for AutoGLM's vision tower).")
 @_workload_options
+@_multimodal_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_batch_size, max_seq_len,
-             max_input_len, max_num_tokens, max_beam_width, kv_fraction, as_json):
+             max_input_len, max_num_tokens, max_beam_width, kv_fraction, max_multimodal_len, max_pixels, max_images,
+             as_json):
     """Does MODEL (HF dir or converted checkpoint) fit GPU? How many KV-cache tokens are left?"""
     from dataclasses import replace
 
@@ -70,8 +104,13 @@ def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_b
     precision = precision or found.get("precision", "fp16")
     kv = kv_cache_dtype or found.get("kv_cache_dtype", "auto")
     tp = tp_size or found.get("tp_size", 1)
-    wl = _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction)
-    log.info("plan %s on %s: precision=%s tp=%d kv=%s", model, profile.name, precision, tp, kv)
+    from glmtrt.models.glm4v.vision_build import image_tokens_of
+
+    rows = _table_rows(max_multimodal_len, max_batch_size, max_images, image_tokens_of(model, max_pixels))
+    wl = _workload(dims, max_batch_size, max_seq_len, max_input_len, max_num_tokens, max_beam_width, kv_fraction,
+                   table_rows=rows)
+    log.info("plan %s on %s: precision=%s tp=%d kv=%s prompt table %d rows", model, profile.name, precision, tp, kv,
+             rows)
     plan = plan_memory(dims, profile, precision, tp, wl, kv)
     click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else format_plan(plan))
     require_fit(plan)
@@ -85,12 +124,7 @@ def plan_cmd(model, gpu, precision, tp_size, kv_cache_dtype, extra_params, max_b
 @_workload_options
 @click.option("--workers", type=POSITIVE_INT32, default=None, help="Parallel rank builds (default: the TP size; "
               "trtllm-build caps it at the visible GPUs).")
-@click.option("--max-multimodal-len", type=NON_NEGATIVE_INT32, default=0, help="Prompt-embedding table size (vision tokens); "
-              "GLM-4.1V default: --max-images x the image tokens of --max-pixels.")
-@click.option("--max-pixels", type=click.IntRange(min=28 * 28 * 2), default=5_000_000, show_default=True,
-              help="GLM-4.1V: image pixel budget (t*h*w, t=2) of the vision engine profile (AutoGLM: 5000000).")
-@click.option("--max-images", type=click.IntRange(min=1), default=1, show_default=True,
-              help="GLM-4.1V: images per request the prompt table holds.")
+@_multimodal_options
 @click.option("--gather-context-logits", is_flag=True, help="Keep context logits (tests, verification).")
 @click.option("--gather-generation-logits", is_flag=True)
 @click.option("--timing-cache-dir", type=click.Path(path_type=Path), default=Path("build/timing-cache"),
@@ -114,7 +148,7 @@ def build_cmd(checkpoint, output, gpu, tp_size, max_batch_size, max_seq_len, max
         from glmtrt.models.glm4v.vision_build import plan_vision
 
         vjob = plan_vision(checkpoint, output, load_profile(gpu), max_pixels=max_pixels, max_images=max_images)
-        max_multimodal_len = max_multimodal_len or vjob.prompt_table_rows
+        max_multimodal_len = _table_rows(max_multimodal_len, max_batch_size, max_images, vjob.patches.max_image_tokens)
         log.info("vision engine: patches min/opt/max %d/%d/%d, prompt table %d rows", vjob.patches.min,
                  vjob.patches.opt, vjob.patches.max, max_multimodal_len)
     dims = read_checkpoint(checkpoint).dims

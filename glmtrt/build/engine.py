@@ -49,6 +49,8 @@ def prepare_build(checkpoint_dir: str | Path, output_dir: str | Path, gpu: str, 
     check_supported(profile, ckpt.precision, ckpt.kv_cache_dtype)    # precision refusals come first
     feats = feature_choices(profile, ckpt.precision, ckpt.dtype, ckpt.dims.head_size, ckpt.kv_cache_dtype)
     workload = _whole_prompt_per_step(workload, chunked=bool(feats["use_paged_context_fmha"][0]))
+    if max_multimodal_len and not workload.max_prompt_embedding_table_size:   # the planner counts the table
+        workload = replace(workload, max_prompt_embedding_table_size=max_multimodal_len)
     plan = plan_memory(ckpt.dims, profile, ckpt.precision, tp, workload, ckpt.kv_cache_dtype)
     if check_fit:
         require_fit(plan)

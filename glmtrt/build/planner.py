@@ -7,6 +7,11 @@ Per GPU (one TP rank):
                 + embedding (replicated: TensorRT-LLM's use_parallel_embedding is off by default)
                 + lm_head / tp + norms, in the model dtype (weight-only / SmoothQuant / FP8
                   quantization keep embedding and lm_head unquantized) + extra weights (vision tower)
+  prompt table = 2 x max_prompt_embedding_table_size x hidden x model dtype bytes (multimodal engines):
+                the runtime's shared table [max_prompt_embedding_table_size, hidden * tp] on every rank
+                (cpp/tensorrt_llm/batch_manager/promptTuningBuffers.cpp, PromptTuningBuffers ctor) plus the
+                in-flight requests' own tables, which LlmRequest::movePromptEmbeddingTableToGpu keeps on the
+                GPU (at most max_batch_size x table_size / max_batch_size rows: the per-request limit)
   activations = max_num_tokens x (qkv + 3 x hidden + 3 x intermediate) / tp x activation bytes
                 + max_batch_size x beams x vocab x 4 (fp32 logits of the last tokens, gathered on
                   every rank; max_num_tokens x vocab x 4 with gather_context_logits)
@@ -14,6 +19,8 @@ Per GPU (one TP rank):
   kv/token    = 2 (K and V) x layers x ceil(kv_heads / tp) x head_size x kv bytes
   kv_tokens   = floor(kv_budget / kv/token), rounded down to whole blocks of tokens_per_block
 It fits when kv_tokens >= max_batch_size x (max_seq_len rounded up to whole blocks).
+Not counted: the vision engine's own activation memory (TensorRT sizes it at build; trtexec prints it),
+to be read on the GPU.
 
 The fraction is the Triton `kv_cache_free_gpu_mem_fraction` (default 0.9): TensorRT-LLM sizes the
 paged KV pool from the memory left free after the engine is loaded.
@@ -95,6 +102,7 @@ class Workload:
     max_beam_width: int = 1
     kv_cache_free_gpu_mem_fraction: float = 0.9
     gather_context_logits: bool = False
+    max_prompt_embedding_table_size: int = 0  # rows of the prompt-tuning table (vision tokens), 0 = none
 
     def resolved(self) -> "Workload":
         for name in ("max_batch_size", "max_seq_len", "max_beam_width"):
@@ -137,6 +145,7 @@ class Plan:
     fits: bool
     reason: str = ""
     suggestions: tuple[str, ...] = ()
+    prompt_table_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -178,6 +187,21 @@ def activation_bytes(dims: ModelDims, wl: Workload, precision: str, tp_size: int
     return int(math.ceil(wl.max_num_tokens * width * act + logits))
 
 
+def prompt_table_bytes(dims: ModelDims, wl: Workload, precision: str) -> int:
+    """GPU bytes per rank of the prompt-embedding table (module docstring): the shared buffer and the
+    in-flight requests' copies, full hidden size in the model dtype."""
+    return 2 * wl.max_prompt_embedding_table_size * dims.hidden_size * BASE_BYTES[precision]
+
+
+def prompt_table_rows(max_batch_size: int, max_images: int, tokens_per_image: int) -> int:
+    """--max_prompt_embedding_table_size so that every request of a full batch can carry `max_images`
+    images of `tokens_per_image` tokens: the runtime allows a request table_size / max_batch_size rows
+    (PromptTuningBuffers: mMaxPromptVocabSize = maxPromptEmbeddingTableSize / maxBatchSize; "Prompt vocab
+    size ... is larger than max prompt vocab size" otherwise), as TensorRT-LLM's multimodal examples
+    size --max_multimodal_len = max_batch_size x visual features."""
+    return max_batch_size * max_images * tokens_per_image
+
+
 def _kv_dtype_bytes(precision: str, kv_cache_dtype: str) -> int:
     if kv_cache_dtype == "auto":
         return BASE_BYTES[precision]
@@ -216,7 +240,8 @@ def _raw_plan(dims: ModelDims, profile: GpuProfile, precision: str, tp_size: int
     w = weight_bytes(dims, precision, tp_size)
     extra = int(math.ceil(dims.extra_params * BASE_BYTES[precision]))   # replicated, unquantized
     act = activation_bytes(dims, wl, precision, tp_size)
-    free = usable - w - extra - act
+    table = prompt_table_bytes(dims, wl, precision)
+    free = usable - w - extra - act - table
     per_tok = kv_bytes_per_token(dims, _kv_dtype_bytes(precision, kv_cache_dtype), tp_size)
     tpb = profile.tokens_per_block
     budget = int(max(0, free) * wl.kv_cache_free_gpu_mem_fraction)
@@ -229,16 +254,19 @@ def _raw_plan(dims: ModelDims, profile: GpuProfile, precision: str, tp_size: int
     reason = ""
     if free <= 0:
         reason = (f"weights {w / GiB:.2f} GiB + extra {extra / GiB:.2f} GiB + activations {act / GiB:.2f} GiB "
-                  f"= {(w + extra + act) / GiB:.2f} GiB exceed the {usable / GiB:.2f} GiB usable on {profile.name} "
+                  + (f"+ prompt table {table / GiB:.2f} GiB " if table else "")
+                  + f"= {(w + extra + act + table) / GiB:.2f} GiB exceed the {usable / GiB:.2f} GiB usable on {profile.name} "
                   f"(tp={tp_size})")
     elif not fits:
         reason = (f"KV cache needs {_seqs(wl)} x {seq_blocks} tokens = {needed} tokens x "
                   f"{_bytes(per_tok)} = {needed * per_tok / GiB:.2f} GiB, but only "
                   f"{wl.kv_cache_free_gpu_mem_fraction:g} x ({usable / GiB:.2f} - {w / GiB:.2f} weights - "
-                  f"{extra / GiB:.2f} extra - {act / GiB:.2f} activations) GiB = {budget / GiB:.2f} GiB "
+                  f"{extra / GiB:.2f} extra - {act / GiB:.2f} activations"
+                  + (f" - {table / GiB:.2f} prompt table" if table else "") + f") GiB = {budget / GiB:.2f} GiB "
                   f"= {kv_tokens} tokens are free")
     return Plan(dims.name, profile.name, precision, kv_cache_dtype, tp_size, wl, usable, w, extra, act,
-                budget, per_tok, tpb, int(kv_tokens), needed, int(max_batch), int(max(0, max_seq)), fits, reason)
+                budget, per_tok, tpb, int(kv_tokens), needed, int(max_batch), int(max(0, max_seq)), fits, reason,
+                prompt_table_bytes=table)
 
 
 def plan_memory(dims: ModelDims, profile: GpuProfile, precision: str, tp_size: int = 1,
@@ -303,6 +331,9 @@ def format_plan(plan: Plan) -> str:
         ("weights / GPU", f"{plan.weight_bytes / GiB:8.2f} GiB"),
         ("extra weights / GPU", f"{plan.extra_weight_bytes / GiB:8.2f} GiB"),
         ("activations / GPU", f"{plan.activation_bytes / GiB:8.2f} GiB  (max_num_tokens {wl.max_num_tokens})"),
+        *([("prompt table / GPU", f"{plan.prompt_table_bytes / GiB:8.2f} GiB  "
+                                  f"(2 x {wl.max_prompt_embedding_table_size} rows x hidden)")]
+          if plan.prompt_table_bytes else []),
         ("kv budget / GPU", f"{plan.kv_budget_bytes / GiB:8.2f} GiB  (fraction {wl.kv_cache_free_gpu_mem_fraction:g})"),
         ("kv bytes / token", f"{plan.kv_bytes_per_token} B ({plan.kv_bytes_per_token / 1024:g} KiB)"),
         ("kv tokens available", f"{plan.kv_tokens} (blocks of {plan.tokens_per_block})"),
@@ -312,7 +343,9 @@ def format_plan(plan: Plan) -> str:
         ("max batch @ seq_len", str(plan.max_batch_at_seq_len)),
         ("max seq_len @ batch", str(plan.max_seq_len_at_batch)),
         ("engine limits", f"max_batch_size={wl.max_batch_size} max_input_len={wl.max_input_len} "
-                          f"max_seq_len={wl.max_seq_len} max_num_tokens={wl.max_num_tokens}"),
+                          f"max_seq_len={wl.max_seq_len} max_num_tokens={wl.max_num_tokens}"
+                          + (f" max_prompt_embedding_table_size={wl.max_prompt_embedding_table_size}"
+                             if wl.max_prompt_embedding_table_size else "")),
         ("verdict", "FITS" if plan.fits else "DOES NOT FIT"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -45,7 +45,9 @@ def test_build_dry_run_llm_and_vision(fp16_ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     assert f"--model_cls_file {MODEL_FILE} --model_cls_name Glm4vForCausalLM" in r.output
     assert f"--checkpoint_dir {fp16_ckpt / 'llm'}" in r.output
-    assert "--max_prompt_embedding_table_size 6376" in r.output          # 2 images x 3188 tokens
+    # a full batch (8) of requests with 2 images x 3188 tokens each: the runtime gives a request table / batch rows
+    assert "--max_prompt_embedding_table_size 51008" in r.output
+    assert "prompt table / GPU" in r.output
     vision = [line for line in r.output.splitlines() if "trtexec" in line]
     assert len(vision) == 1 and "--fp16" in vision[0] and "--onnx=" in vision[0]
     assert "--minShapes=patches:32x1176,pos_grid:32x2,rotary_cos:32x16,rotary_sin:32x16" in vision[0]

@@ -88,10 +88,34 @@ class VisionJob:
     max_images: int
     command: list[str]
 
-    @property
-    def prompt_table_rows(self) -> int:
-        """--max_prompt_embedding_table_size for the LLM engine: max_images x max image tokens."""
-        return self.max_images * self.patches.max_image_tokens
+    def prompt_table_rows(self, max_batch_size: int) -> int:
+        """--max_prompt_embedding_table_size for the LLM engine: every request of a full batch may carry
+        max_images images at the pixel budget (glmtrt.build.planner.prompt_table_rows)."""
+        from glmtrt.build.planner import prompt_table_rows
+
+        return prompt_table_rows(max_batch_size, self.max_images, self.patches.max_image_tokens)
+
+
+def image_tokens_of(model_dir: str | Path, max_pixels: int = AUTOGLM_MAX_PIXELS,
+                    min_pixels: int = MIN_PIXELS) -> int | None:
+    """Most image tokens one image can take at `max_pixels` for a GLM-4.1V model (HF dir or a glmtrt
+    conversion with vision/config.json); None for a model without a vision tower."""
+    import json
+
+    p = Path(model_dir)
+    if (p / "vision" / "config.json").is_file():
+        v = json.loads((p / "vision" / "config.json").read_text(encoding="utf-8"))["vision"]
+        sizes = (v["patch_size"], v["spatial_merge_size"], v["temporal_patch_size"])
+    elif (p / "config.json").is_file() and not (p / "rank0.safetensors").is_file():
+        from glmtrt.models.registry import load_model_spec
+
+        vis = getattr(load_model_spec(p), "vision", None)
+        if vis is None:
+            return None
+        sizes = (vis.patch_size, vis.spatial_merge_size, vis.temporal_patch_size)
+    else:
+        return None
+    return patch_range(min_pixels, max_pixels, *sizes).max_image_tokens
 
 
 def plan_vision(checkpoint: str | Path, engine_dir: str | Path, profile, *, max_pixels: int = AUTOGLM_MAX_PIXELS,
