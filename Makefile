@@ -1,5 +1,6 @@
 # glmtrt: HF checkpoint -> TensorRT-LLM checkpoint -> engine -> Triton repository -> client.
 # `make help` lists the targets. Variables: MODEL, PRECISION, GPU, TP, MAX_BATCH, MAX_SEQ, NAME, ENGINE, REPO.
+# GLM-4.1V / AutoGLM-Phone-9B: MAX_IMAGES, MAX_PIXELS (vision engine profile and prompt table; ignored by text models).
 
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -10,6 +11,10 @@ GPU         ?= t4
 TP          ?= 1
 MAX_BATCH   ?= 8
 MAX_SEQ     ?=
+MAX_IMAGES  ?= 1
+MAX_PIXELS  ?= 5000000
+# extra `glmtrt build` flags, e.g. BUILD_FLAGS=--ignore-toolchain
+BUILD_FLAGS ?=
 NAME        ?= $(notdir $(patsubst %/,%,$(MODEL)))-$(PRECISION)-tp$(TP)
 CKPT        ?= convert/$(NAME)
 ENGINE      ?= engines/$(NAME)-$(GPU)
@@ -32,6 +37,7 @@ CONVERT_FLAGS_int4-awq := --precision int4-awq $(CALIB_FLAGS)
 CONVERT_FLAGS_fp8      := --precision fp8 $(CALIB_FLAGS)
 CONVERT_FLAGS = $(CONVERT_FLAGS_$(PRECISION))
 SEQ_FLAG = $(if $(MAX_SEQ),--max-seq-len $(MAX_SEQ),)
+MM_FLAGS = --max-images $(MAX_IMAGES) --max-pixels $(MAX_PIXELS)
 
 # The profile's Triton TensorRT-LLM container, read from glmtrt/build/profiles/$(GPU).json.
 CONTAINER = $(shell $(PYTHON) -c "import json,sys; print(json.load(open('glmtrt/build/profiles/$(GPU).json'))['toolchain']['triton_container'])" 2>/dev/null)
@@ -47,6 +53,7 @@ help: ## Show this help
 	@echo "precisions: fp16 bf16 fp32 int8-wo int4-wo int8-sq int4-awq fp8   GPUs: $(basename $(notdir $(wildcard glmtrt/build/profiles/*.json)))"
 	@echo "example: make plan MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
 	@echo "         make engine MODEL=~/models/chatglm3-6b PRECISION=int8-wo GPU=t4"
+	@echo "         make engine MODEL=~/models/AutoGLM-Phone-9B PRECISION=int8-wo GPU=rtx4090 TP=2  (LLM + vision engine)"
 
 install: ## Create .venv and install glmtrt with test extras (scripts/install.sh)
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
@@ -68,13 +75,13 @@ check-precision:
 	@test -n "$(CONVERT_FLAGS)" || { echo "error: unknown PRECISION=$(PRECISION) (fp16 bf16 fp32 int8-wo int4-wo int8-sq int4-awq fp8)"; exit 2; }
 
 plan: check-model check-precision ## Does MODEL fit GPU at PRECISION/TP? (memory planner)
-	$(GLMTRT) plan $(MODEL) --gpu $(GPU) --precision $(PRECISION) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG)
+	$(GLMTRT) plan $(MODEL) --gpu $(GPU) --precision $(PRECISION) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG) $(MM_FLAGS)
 
 convert: check-model check-precision ## HF MODEL -> TRT-LLM checkpoint in convert/$(NAME)
 	$(GLMTRT) convert $(MODEL) -o $(CKPT) $(CONVERT_FLAGS) --tp-size $(TP) --force
 
-engine-local: ## Build $(ENGINE) from $(CKPT) with the local trtllm-build
-	$(GLMTRT) build $(CKPT) -o $(ENGINE) --gpu $(GPU) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG) --force
+engine-local: ## Build $(ENGINE) from $(CKPT) with the local trtllm-build (GLM-4.1V: + trtexec vision engine)
+	$(GLMTRT) build $(CKPT) -o $(ENGINE) --gpu $(GPU) --tp $(TP) --max-batch-size $(MAX_BATCH) $(SEQ_FLAG) $(MM_FLAGS) --force $(BUILD_FLAGS)
 
 ifeq ($(HAVE_TRTLLM),yes)
 engine: plan convert engine-local
@@ -82,7 +89,8 @@ else
 engine: plan image ## plan + convert + build, in the GPU's container when TensorRT-LLM is not installed
 	$(IN_CONTAINER) make convert engine-local MODEL=/model PRECISION=$(PRECISION) GPU=$(GPU) TP=$(TP) \
 		CALIB_FLAGS="$(CALIB_FLAGS)" \
-		MAX_BATCH=$(MAX_BATCH) MAX_SEQ=$(MAX_SEQ) NAME=$(NAME) GLMTRT=glmtrt PYTHON=python3
+		MAX_BATCH=$(MAX_BATCH) MAX_SEQ=$(MAX_SEQ) MAX_IMAGES=$(MAX_IMAGES) MAX_PIXELS=$(MAX_PIXELS) \
+		BUILD_FLAGS="$(BUILD_FLAGS)" NAME=$(NAME) GLMTRT=glmtrt PYTHON=python3
 endif
 
 image: ## Build the Docker image of GPU's profile (FROM its Triton TensorRT-LLM container)
