@@ -71,7 +71,7 @@ def multimodal_fragments(s: dict[str, Any]) -> dict[str, Raw]:
     mm = s.get("multimodal")
     if not mm:
         return {k: Raw("") for k in ("mm_tensors", "images_request", "mm_pre_inputs", "mm_pre_outputs",
-                                     "mm_params", "mm_pre_map", "mm_engine_map")}
+                                     "mm_params", "mm_pre_map", "mm_engine_map", "mm_bls_outputs")}
     table = mm["table_type"]
     return {
         "mm_tensors": Raw(_MM_TENSORS.replace("{table}", table)),
@@ -81,5 +81,6 @@ def multimodal_fragments(s: dict[str, Any]) -> dict[str, Raw]:
         "mm_params": Raw(f'parameters {{ key: "multimodal_config"  value: {{ string_value: {json.dumps(mm["config"])} }} }}\n'),
         "mm_pre_map": Raw(f'      input_map {{ key: "IMAGES"  value: "{IMAGES_TENSOR}" }}\n'
                           + "".join(f'      output_map {{ key: "{k}"  value: "_{k}" }}\n' for k in MM_WIRING)),
+        "mm_bls_outputs": Raw('output [ { name: "image_info"  data_type: TYPE_STRING  dims: [ 1 ] } ]\n'),
         "mm_engine_map": Raw("".join(f'      input_map {{ key: "{v}"  value: "_{k}" }}\n' for k, v in MM_WIRING.items())),
     }

@@ -301,7 +301,7 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
             "bls_instance_count": s["bls_instance_count"], "accumulate_tokens": _b(s["accumulate_tokens"]),
             "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
             "skip_special_tokens": _b(s["skip_special_tokens"]), "max_input_len": str(s["max_input_len"]),
-            "mm_params": frag["mm_params"]}),
+            "mm_params": frag["mm_params"], "mm_bls_outputs": frag["mm_bls_outputs"]}),
     }
     if s.get("multimodal"):
         from glmtrt.triton.multimodal import VISION_MODEL, render_vision

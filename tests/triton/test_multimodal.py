@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import os
+import uuid
 
 import numpy as np
 import pytest
@@ -79,6 +80,9 @@ def mm_model(tmp_path_factory, mm_tok):
                 p.add_(torch.randn_like(p) * 0.2)
             if "visual.merger." in name and name.endswith(("gate_proj.weight", "up_proj.weight", "down_proj.weight")):
                 p.mul_(10.0)
+        # favour two Chinese tokens (你, 好) so answers hold Chinese text to stream (still prompt-dependent)
+        chinese = [i for i in tok.encode("你好") if tok.decode([i]).strip()]
+        model.lm_head.weight[chinese] *= 4.0
     work = tmp_path_factory.mktemp("mm-model")
     model.save_pretrained(work / "hf")
     return model, convert_checkpoint(work / "hf", work / "conv", dtype="float32", progress=False)
@@ -159,15 +163,17 @@ async def _request(url: str, model: str, text: str, images: list[bytes] | None, 
     pieces, params = [], None
     try:
         async def gen():
-            yield {"model_name": model, "inputs": inputs, "parameters": {"apply_chat_template": chat} if chat else {}}
+            # a request id per request: the ensemble's postprocessing keys its stream detokenizer on it
+            yield {"model_name": model, "inputs": inputs, "request_id": uuid.uuid4().hex,
+                   "parameters": {"apply_chat_template": chat} if chat else {}}
 
         async for result, error in client.stream_infer(gen()):
             if error is not None:
                 raise RuntimeError(str(error))
             resp = result.get_response()
-            if params is None:
-                params = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in resp.parameters.items()
-                          if k != "triton_final_response"}
+            info = result.as_numpy("image_info") if any(o.name == "image_info" for o in resp.outputs) else None
+            if params is None and info is not None:
+                params = json.loads(info.reshape(-1)[0].decode("utf-8"))
             out = result.as_numpy("text_output")
             if out is not None:
                 pieces.extend(x.decode("utf-8") for x in out.reshape(-1))

@@ -19,6 +19,7 @@ postprocessing models per response:
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -180,8 +181,8 @@ class TritonPythonModel:
                 t = pb.get_output_tensor_by_name(engine_resp, name)
                 if t is not None:
                     tensors.append(pb.Tensor(name, t.as_numpy()))
-        if params:  # response parameters (python backend: bool / int / str values)
-            return pb.InferenceResponse(output_tensors=tensors, parameters=params)
+        if params:  # Triton 2.51's python backend has no response parameters: a JSON output tensor
+            tensors.append(pb.Tensor("image_info", common.bytes_array([json.dumps(params, ensure_ascii=False)], (1, 1))))
         return pb.InferenceResponse(output_tensors=tensors)
 
     def _serve(self, request) -> None:

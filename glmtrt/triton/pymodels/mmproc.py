@@ -202,7 +202,6 @@ def engine_inputs(ids: list[int], images: list, embeds: list[np.ndarray], facts:
 
 def image_report(images: list, decode_ms: float, encode_ms: float, prompt_tokens: int) -> dict:
     """The per-request numbers the BLS returns as response parameters (docs/INTERFACES.md)."""
-    # response parameters are bool / int / str in the python backend (2.51 stub): microseconds as int
     return {"image_decode_us": int(round(decode_ms * 1000)), "vision_encoder_us": int(round(encode_ms * 1000)),
             "image_tokens": int(sum(im.num_tokens for im in images)), "prompt_tokens": int(prompt_tokens),
             "image_notes": "; ".join(im.note for im in images if im.note)}
