@@ -26,7 +26,11 @@ from typing import Iterator, Sequence
 
 from glmtrt.errors import GlmtrtError
 from glmtrt.reference import sampling
+from glmtrt.reference.model import ReferenceModel
 from glmtrt.reference.weights import Geometry, _torch_dtype, load_merged_weights, read_checkpoint_config
+
+#: every matmul pads small row counts like ReferenceModel, so a row's result does not depend on the batch
+_linear = ReferenceModel._linear
 
 log = logging.getLogger(__name__)
 
@@ -158,26 +162,52 @@ class Glm4vReference:
         xf = x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * weight
 
-    def _attention(self, layer, x, cos, sin, past_kv, start: int):
-        import torch
-
+    def _qkv(self, layer, x, cos, sin):
+        """q [B, heads, T, D], k and v [B, kv_heads, T, D] after the NeoX M-RoPE."""
         geo = self.geometry
         b, t, _ = x.shape
         hd, nh, nkv = geo.head_size, geo.num_heads, geo.num_kv_heads
-        qkv = torch.nn.functional.linear(x, layer["attention.qkv.weight"], layer["attention.qkv.bias"])
+        qkv = _linear(x, layer["attention.qkv.weight"], layer["attention.qkv.bias"])
         q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
         q = apply_rope_neox(q.view(b, t, nh, hd).transpose(1, 2), cos, sin, self.rotary_dim)
         k = apply_rope_neox(k.view(b, t, nkv, hd).transpose(1, 2), cos, sin, self.rotary_dim)
-        v = v.view(b, t, nkv, hd).transpose(1, 2)
-        if past_kv is not None:
-            k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
+        return q, k, v.view(b, t, nkv, hd).transpose(1, 2)
+
+    def _sdpa(self, q, k, v, start: int | None):
+        """GQA attention of q [b, nh, t, D] over k, v [b, nkv, s, D] (causal from `start`; None = no mask)."""
+        import torch
+
+        b, nh, t, hd = q.shape
+        nkv = k.shape[1]
         qg = q.reshape(b, nkv, nh // nkv, t, hd).float()
         scores = torch.matmul(qg, k.float().unsqueeze(2).transpose(-1, -2)) / math.sqrt(hd)
-        idx = torch.arange(start, start + t, device=x.device)
-        mask = torch.arange(k.shape[2], device=x.device)[None, :] > idx[:, None]
-        probs = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1).to(v.dtype)
-        out = torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd).transpose(1, 2).reshape(b, t, nh * hd)
-        return torch.nn.functional.linear(out, layer["attention.dense.weight"]), (k, v)
+        if start is not None:
+            idx = torch.arange(start, start + t, device=q.device)
+            scores = scores.masked_fill(torch.arange(k.shape[2], device=q.device)[None, :] > idx[:, None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        return torch.matmul(probs, v.unsqueeze(2)).reshape(b, nh, t, hd).transpose(1, 2).reshape(b, t, nh * hd)
+
+    def _stack(self, ids, prompt_table, cos, sin, attend):
+        """Embedding (+ prompt table), the sandwich-norm layers around `attend(i, layer, normed, cos, sin)`,
+        ln_f and lm_head: float32 logits [B, T, V]."""
+        import torch
+
+        n_table = 0 if prompt_table is None else int(prompt_table.shape[0])
+        if int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size + n_table:
+            raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
+                              expected=f"ids < vocab_size {self.vocab_size} + prompt table rows {n_table}")
+        is_table = ids >= self.vocab_size
+        h = torch.nn.functional.embedding(ids.clamp(max=self.vocab_size - 1), self.embedding)
+        if is_table.any():
+            h[is_table] = prompt_table.to(device=self.device, dtype=self.dtype)[ids[is_table] - self.vocab_size]
+        for i, layer in enumerate(self.layers):
+            attn = attend(i, layer, self._norm(h, layer["input_layernorm.weight"]), cos, sin)
+            h = h + self._norm(_linear(attn, layer["attention.dense.weight"], None), layer["post_attention_layernorm.weight"])
+            x = self._norm(h, layer["pre_feedforward_layernorm.weight"])
+            value, gate = _linear(x, layer["mlp.fc.weight"], None).chunk(2, dim=-1)
+            mlp = _linear(torch.nn.functional.silu(gate) * value, layer["mlp.proj.weight"], None)
+            h = h + self._norm(mlp, layer["post_feedforward_layernorm.weight"])
+        return _linear(self._norm(h, self.ln_f), self.lm_head, None).float()
 
     def forward(self, input_ids, past=None, prompt_table=None, positions=None, rope_delta: int = 0):
         """Logits float32 [B, T, V] and the new past.
@@ -193,32 +223,96 @@ class Glm4vReference:
             ids = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)
             if ids.dim() != 2 or ids.shape[1] == 0:
                 raise GlmtrtError(f"input_ids of shape {tuple(ids.shape)}", expected="[batch, tokens>=1]")
-            n_table = 0 if prompt_table is None else int(prompt_table.shape[0])
-            if int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size + n_table:
-                raise GlmtrtError(f"token id out of range [{int(ids.min())}, {int(ids.max())}]",
-                                  expected=f"ids < vocab_size {self.vocab_size} + prompt table rows {n_table}")
             start = 0 if past is None else past[0][0].shape[2]
             t = ids.shape[1]
             if positions is None:
                 positions = (torch.arange(start, start + t) + int(rope_delta)).view(1, -1).expand(3, -1)
             cos, sin = (c.to(self.device) for c in mrope_cos_sin(positions, self.rotary_dim, self.theta, self.section))
-            is_table = ids >= self.vocab_size
-            h = torch.nn.functional.embedding(ids.clamp(max=self.vocab_size - 1), self.embedding)
-            if is_table.any():
-                rows = prompt_table.to(device=self.device, dtype=self.dtype)[ids[is_table] - self.vocab_size]
-                h[is_table] = rows
             new_past = []
-            for i, layer in enumerate(self.layers):
-                attn, kv = self._attention(layer, self._norm(h, layer["input_layernorm.weight"]), cos, sin,
-                                           None if past is None else past[i], start)
-                new_past.append(kv)
-                h = h + self._norm(attn, layer["post_attention_layernorm.weight"])
-                x = self._norm(h, layer["pre_feedforward_layernorm.weight"])
-                value, gate = torch.nn.functional.linear(x, layer["mlp.fc.weight"]).chunk(2, dim=-1)
-                mlp = torch.nn.functional.linear(torch.nn.functional.silu(gate) * value, layer["mlp.proj.weight"])
-                h = h + self._norm(mlp, layer["post_feedforward_layernorm.weight"])
-            logits = torch.nn.functional.linear(self._norm(h, self.ln_f), self.lm_head).float()
+
+            def attend(i, layer, normed, cos, sin):
+                q, k, v = self._qkv(layer, normed, cos, sin)
+                if past is not None:
+                    k, v = torch.cat((past[i][0], k), dim=2), torch.cat((past[i][1], v), dim=2)
+                new_past.append((k, v))
+                return self._sdpa(q, k, v, start)
+
+            logits = self._stack(ids, prompt_table, cos, sin, attend)
         return logits, tuple(new_past)
+
+    # ------------------------------------------------------------------ in-flight batching (the engine loop)
+
+    def new_cache(self, capacity: int):
+        """An empty KV cache for one sequence of up to `capacity` tokens (glmtrt.reference.model.KVCache)."""
+        from glmtrt.reference.model import KVCache
+
+        geo = self.geometry
+        cache = KVCache(geo.num_layers, geo.num_kv_heads, capacity, geo.head_size, self.dtype, self.device)
+        cache.rope_delta = 0
+        return cache
+
+    def prefill(self, input_ids, cache, prompt_table=None, mrope_rotary_cos_sin=None, rope_delta: int = 0):
+        """Context phase of one prompt into an empty `cache`, as the engine runs it: rotary from the
+        request's `mrope_rotary_cos_sin` table (per position rotary_dim/2 (cos, sin) pairs; None = text
+        positions), `rope_delta` kept in the cache for the generation phase. Logits float32 [T, V]."""
+        import torch
+
+        from glmtrt.models.glm4v.positions import mrope_cos_sin
+
+        with torch.inference_mode():
+            ids = torch.as_tensor([list(input_ids)], dtype=torch.long, device=self.device)
+            t = ids.shape[1]
+            if cache.length != 0 or t > cache.capacity:
+                raise GlmtrtError(f"prefill of {t} tokens into a cache holding {cache.length}/{cache.capacity}",
+                                  expected="an empty cache with room for the prompt")
+            if mrope_rotary_cos_sin is not None:
+                tbl = torch.as_tensor(mrope_rotary_cos_sin, dtype=torch.float32).reshape(-1, self.rotary_dim // 2, 2)
+                if tbl.shape[0] < t:
+                    raise GlmtrtError(f"mrope_rotary_cos_sin covers {tbl.shape[0]} positions for a {t}-token prompt",
+                                      expected=f"max_position_embeddings x rotary_dim ({self.rotary_dim}) floats")
+                cos, sin = tbl[:t, :, 0].to(self.device), tbl[:t, :, 1].to(self.device)
+            else:
+                cos, sin = (c.to(self.device) for c in mrope_cos_sin(
+                    torch.arange(t).view(1, -1).expand(3, -1), self.rotary_dim, self.theta, self.section))
+
+            def attend(i, layer, normed, cos, sin):
+                q, k, v = self._qkv(layer, normed, cos, sin)
+                cache.k[i, :, :t], cache.v[i, :, :t] = k[0], v[0]
+                return self._sdpa(q, k, v, 0)
+
+            table = None if prompt_table is None else torch.as_tensor(prompt_table)
+            logits = self._stack(ids, table, cos, sin, attend)
+            cache.length, cache.rope_delta = t, int(rope_delta)
+        return logits[0]
+
+    def decode(self, tokens, caches):
+        """One generation step of several sequences together (position = cache length + rope delta on all
+        three axes); each row equals decoding that sequence alone. Logits float32 [B, V]."""
+        import torch
+
+        from glmtrt.models.glm4v.positions import mrope_cos_sin
+
+        with torch.inference_mode():
+            ids = torch.as_tensor([[int(t)] for t in tokens], dtype=torch.long, device=self.device)
+            lengths = [c.length for c in caches]
+            if any(n >= c.capacity for n, c in zip(lengths, caches)):
+                raise GlmtrtError("a sequence outgrew its KV cache", expected="prompt + output within capacity")
+            pos = torch.tensor([n + c.rope_delta for n, c in zip(lengths, caches)]).view(1, -1).expand(3, -1)
+            cos, sin = (c[:, None, None, :].to(self.device) for c in
+                        mrope_cos_sin(pos, self.rotary_dim, self.theta, self.section))
+
+            def attend(i, layer, normed, cos, sin):
+                q, k, v = self._qkv(layer, normed, cos, sin)
+                outs = []
+                for b, (n, c) in enumerate(zip(lengths, caches)):
+                    c.k[i, :, n], c.v[i, :, n] = k[b, :, 0], v[b, :, 0]
+                    outs.append(self._sdpa(q[b:b + 1], c.k[i, None, :, :n + 1], c.v[i, None, :, :n + 1], None))
+                return torch.cat(outs)
+
+            logits = self._stack(ids, None, cos, sin, attend)
+            for c in caches:
+                c.length += 1
+        return logits[:, -1]
 
     def prompt_forward(self, prompt: MultimodalPrompt):
         """Context-phase logits [1, T, V] and past of a prepared prompt."""

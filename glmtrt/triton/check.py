@@ -144,7 +144,7 @@ class _Checker:
                              "use -1 for variable dims and positive sizes otherwise")
                 if t.data_type == 0:
                     self.add(rel, f"{f}.data_type", "missing (TYPE_INVALID)", "set data_type")
-        if cfg.max_batch_size <= 0:
+        if cfg.max_batch_size <= 0 and model != "vision_encoder":  # one image per request, no batch dim
             self.add(rel, "max_batch_size", f"is {cfg.max_batch_size}", "set it to the repository's max batch size (> 0)")
         for i, g in enumerate(cfg.instance_group):
             if g.count < 1:
@@ -153,9 +153,13 @@ class _Checker:
 
     def check_backend(self, model: str, rel: str, cfg) -> None:
         kind = (self.manifest.get("engine") or {}).get("kind", "gpu")
-        if model == "ensemble":
-            if cfg.platform != "ensemble":
-                self.add(rel, "platform", f"is {cfg.platform!r}", 'set platform: "ensemble"')
+        if model == "ensemble" or (model == "vision_encoder" and kind == "gpu"):
+            want = "ensemble" if model == "ensemble" else "tensorrt_plan"
+            if cfg.platform != want:
+                self.add(rel, "platform", f"is {cfg.platform!r}", f'set platform: "{want}"')
+            if want == "tensorrt_plan" and not (self.repo / model / "1" / "model.plan").is_symlink():
+                self.add(f"{model}/1/model.plan", "(file)", "missing (a link to <engine dir>/vision/encoder.plan)",
+                         "regenerate the repository")
             return
         want = "tensorrtllm" if model == "tensorrt_llm" and kind == "gpu" else "python"
         if cfg.backend != want:
@@ -199,7 +203,7 @@ class _Checker:
             cfg = self.cfgs.get(step.model_name)
             if cfg is None:
                 self.add(rel, f"{sf}.model_name", f"{step.model_name!r} is not a valid model of this repository",
-                         f"use one of {', '.join(MODELS[1:])}")
+                         f"use one of {', '.join(m for m in self.cfgs if m != 'ensemble')}")
                 continue
             m_in, m_out = _tensors(cfg)
             for key, src in step.input_map.items():
@@ -310,6 +314,8 @@ class _Checker:
                      f'set "{limits["max_beam_width"]}" or rebuild the engine with a larger --max_beam_width')
         if kind == "reference":
             cdir = self._resolve(p.get("checkpoint_dir", ""))
+            if cdir is not None and (cdir / "llm").is_dir():  # a GLM-4.1V conversion: llm/ + vision/
+                cdir = cdir / "llm"
             if cdir is None or not (cdir / "config.json").is_file():
                 self.add(rel, 'parameters["checkpoint_dir"]', f"{p.get('checkpoint_dir', '')!r} is not a checkpoint dir",
                          "regenerate with glmtrt repo --engine reference (or --copy-checkpoint)")
@@ -369,6 +375,11 @@ def _facts_from_manifest(man: dict[str, Any]):
                        paged_context_fmha=False)
 
 
+def repository_models(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The models a repository must hold: the five text models, plus vision_encoder when multimodal."""
+    return (*MODELS, "vision_encoder") if manifest.get("multimodal") else MODELS
+
+
 def check_repository(repo: str | Path, *, engine_dir: str | Path | None = None) -> list[Problem]:
     """All problems of the repository at `repo` (empty list: valid). `engine_dir` names a local
     copy of the engine when `gpt_model_path` is the path inside the serving container."""
@@ -377,9 +388,10 @@ def check_repository(repo: str | Path, *, engine_dir: str | Path | None = None) 
         raise GlmtrtError(f"repository {repo} not found", fix="pass the -o dir of glmtrt repo")
     c = _Checker(repo, Path(engine_dir) if engine_dir else None)
     c.load_manifest()
-    for model in MODELS:
+    models = repository_models(c.manifest)
+    for model in models:
         c.load_config(model)
-    for extra in sorted(p.name for p in repo.iterdir() if p.is_dir() and p.name not in MODELS):
+    for extra in sorted(p.name for p in repo.iterdir() if p.is_dir() and p.name not in models):
         c.add(f"{extra}/", "(directory)", "Triton treats every root dir as a model and fails to load without its "
               "config.pbtxt (hidden dirs too)", "move it inside a model dir (next to 1/) or out of the repository")
     c.check_batch_and_decoupled()

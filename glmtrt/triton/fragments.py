@@ -41,3 +41,46 @@ def backend_parameters(s: dict[str, Any]) -> Raw:
               "xgrammar_tokenizer_info_path": s.get("xgrammar_tokenizer_info_path", "")}
     return Raw("".join(f'parameters {{ key: "{k}"  value: {{ string_value: {json.dumps(v, ensure_ascii=False)} }} }}\n'
                        for k, v in values.items()))
+
+
+# Multimodal (GLM-4.1V) repositories. Engine inputs: TensorRT-LLM triton_backend/all_models/
+# inflight_batcher_llm/tensorrt_llm/config.pbtxt (prompt_embedding_table: the engine dtype, dims [-1, -1],
+# ragged; prompt_table_extra_ids: UINT64 [-1]; prompt_vocab_size: INT32 [1] -> [ ]; mrope_rotary_cos_sin:
+# FP32 [-1]; mrope_position_deltas: INT64 [1], no reshape).
+_MM_TENSORS = (
+    '  { name: "prompt_embedding_table"  data_type: {table}  dims: [ -1, -1 ]  optional: true  allow_ragged_batch: true },\n'
+    '  { name: "prompt_table_extra_ids"  data_type: TYPE_UINT64  dims: [ -1 ]  optional: true  allow_ragged_batch: true },\n'
+    '  { name: "prompt_vocab_size"  data_type: TYPE_INT32  dims: [ 1 ]  reshape: { shape: [ ] }  optional: true },\n'
+    '  { name: "mrope_rotary_cos_sin"  data_type: TYPE_FP32  dims: [ -1 ]  optional: true },\n'
+    '  { name: "mrope_position_deltas"  data_type: TYPE_INT64  dims: [ 1 ]  optional: true },\n')
+#: preprocessing output -> tensorrt_llm input (also glmtrt.triton.pymodels.preprocessing.MM_OUTPUTS)
+MM_WIRING = {"PROMPT_EMBEDDING_TABLE": "prompt_embedding_table", "PROMPT_VOCAB_SIZE": "prompt_vocab_size",
+             "PROMPT_TABLE_EXTRA_IDS": "prompt_table_extra_ids", "MROPE_ROTARY_COS_SIN": "mrope_rotary_cos_sin",
+             "MROPE_POSITION_DELTAS": "mrope_position_deltas"}
+_MM_PRE_OUTPUTS = (
+    ',\n  { name: "PROMPT_EMBEDDING_TABLE"  data_type: {table}  dims: [ -1, -1 ] },\n'
+    '  { name: "PROMPT_VOCAB_SIZE"  data_type: TYPE_INT32  dims: [ 1 ] },\n'
+    '  { name: "PROMPT_TABLE_EXTRA_IDS"  data_type: TYPE_UINT64  dims: [ -1 ] },\n'
+    '  { name: "MROPE_ROTARY_COS_SIN"  data_type: TYPE_FP32  dims: [ -1 ] },\n'
+    '  { name: "MROPE_POSITION_DELTAS"  data_type: TYPE_INT64  dims: [ 1 ] }')
+IMAGES_TENSOR = "images"
+
+
+def multimodal_fragments(s: dict[str, Any]) -> dict[str, Raw]:
+    """Template lines of a multimodal repository (all empty for a text repository)."""
+    mm = s.get("multimodal")
+    if not mm:
+        return {k: Raw("") for k in ("mm_tensors", "images_request", "mm_pre_inputs", "mm_pre_outputs",
+                                     "mm_params", "mm_pre_map", "mm_engine_map", "mm_bls_outputs")}
+    table = mm["table_type"]
+    return {
+        "mm_tensors": Raw(_MM_TENSORS.replace("{table}", table)),
+        "images_request": Raw(f'  {{ name: "{IMAGES_TENSOR}"  data_type: TYPE_STRING  dims: [ -1 ]  optional: true }},\n'),
+        "mm_pre_inputs": Raw(',\n  { name: "IMAGES"  data_type: TYPE_STRING  dims: [ -1 ]  optional: true }'),
+        "mm_pre_outputs": Raw(_MM_PRE_OUTPUTS.replace("{table}", table)),
+        "mm_params": Raw(f'parameters {{ key: "multimodal_config"  value: {{ string_value: {json.dumps(mm["config"])} }} }}\n'),
+        "mm_pre_map": Raw(f'      input_map {{ key: "IMAGES"  value: "{IMAGES_TENSOR}" }}\n'
+                          + "".join(f'      output_map {{ key: "{k}"  value: "_{k}" }}\n' for k in MM_WIRING)),
+        "mm_bls_outputs": Raw('output [ { name: "image_info"  data_type: TYPE_STRING  dims: [ 1 ] } ]\n'),
+        "mm_engine_map": Raw("".join(f'      input_map {{ key: "{v}"  value: "_{k}" }}\n' for k, v in MM_WIRING.items())),
+    }

@@ -77,6 +77,9 @@ class RepoOptions:
     repo_path: str | None = None       # the repository dir as the server sees it (default: -o, absolute)
     pace_ttft_ms: float = 0.0          # reference only: pacing mode (first token, then one every pace_itl_ms)
     pace_itl_ms: float = 0.0
+    max_images: int | None = None      # multimodal (GLM-4.1V) only: images per request (glmtrt.triton.multimodal)
+    max_pixels: int | None = None
+    min_pixels: int | None = None
     force: bool = False
 
 
@@ -161,7 +164,8 @@ def checkpoint_facts(ckpt_dir: Path, opts: RepoOptions) -> EngineFacts:
     if m.get("kind") != "trtllm-checkpoint":
         raise GlmtrtError(f"{mpath}: kind is {m.get('kind')!r}", expected="'trtllm-checkpoint' for --engine reference",
                           fix="pass a checkpoint dir written by glmtrt convert")
-    cfg = read_json(ckpt_dir / "config.json", "checkpoint config.json")
+    llm = ckpt_dir / "llm"   # a GLM-4.1V conversion keeps the TensorRT-LLM checkpoint in llm/
+    cfg = read_json((llm if llm.is_dir() else ckpt_dir) / "config.json", "checkpoint config.json")
     mapping = cfg.get("mapping") or {}
     tp, pp = int(mapping.get("tp_size") or 1), int(mapping.get("pp_size") or 1)
     max_pos = int(cfg.get("max_position_embeddings") or 2048)
@@ -217,7 +221,14 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
     engine_path = opts.engine_path or str(facts.dir)
     names = tensor_names(facts.toolchain if facts.kind == "gpu" else TRTLLM_TARGET_VERSION)
     guided, info_path = _guided_decoding(opts, facts, names["contract"])
+    from glmtrt.triton import multimodal
+
+    mm_dir = multimodal.converted_dir(facts.dir, facts.kind)
+    if mm_dir is None and any(v is not None for v in (opts.max_images, opts.max_pixels, opts.min_pixels)):
+        raise GlmtrtError("--max-images / --max-pixels / --min-pixels apply to GLM-4.1V (multimodal) sources only",
+                          fix="drop them for a text model")
     return {
+        "multimodal": multimodal.resolve(opts, facts, mm_dir) if mm_dir is not None else None,
         "pace_ttft_ms": float(opts.pace_ttft_ms), "pace_itl_ms": float(opts.pace_itl_ms),
         "max_batch_size": mbs, "decoupled": opts.decoupled,
         "max_queue_delay_microseconds": opts.max_queue_delay_microseconds, "max_queue_size": opts.max_queue_size,
@@ -261,31 +272,41 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
     """config.pbtxt text per model, from the resolved settings `s`."""
     names = {k: s[k] for k in ("min_tokens_tensor", "seed_tensor")}
     requests = {k: s.get(k, s[k.replace("_request", "_tensor")]) for k in ("min_tokens_request", "seed_request")}
-    frag = fragments(s)
+    from glmtrt.triton.fragments import multimodal_fragments
+
+    frag = {**fragments(s), **multimodal_fragments(s)}
     io = Raw(render_template("tensorrt_llm_io.pbtxt", {
         **names, "logits_datatype": s["logits_datatype"],
-        **{k: frag[k] for k in ("exclude_input_tensor", "input_ids_optional", "guide_tensors")}}))
+        **{k: frag[k] for k in ("exclude_input_tensor", "input_ids_optional", "guide_tensors", "mm_tensors")}}))
     request_io = Raw(render_template("request_io.pbtxt", {"logits_datatype": s["logits_datatype"], **requests,
                                                           "exclude_input_request": frag["exclude_input_request"],
-                                                          "guide_tensors": frag["guide_tensors"]}))
+                                                          "guide_tensors": frag["guide_tensors"],
+                                                          "images_request": frag["images_request"]}))
     queue = {k: s[k] for k in ("max_queue_delay_microseconds", "max_queue_size")}
     common = {"max_batch_size": s["max_batch_size"]}
     out = {
         "ensemble": render_template("ensemble.pbtxt", {**common, **names, **requests, "request_io": request_io,
                                                         "exclude_input_map": frag["exclude_input_map"],
-                                                        "guide_map": frag["guide_map"]}),
+                                                        "guide_map": frag["guide_map"], "mm_pre_map": frag["mm_pre_map"],
+                                                        "mm_engine_map": frag["mm_engine_map"]}),
         "preprocessing": render_template("preprocessing.pbtxt", {
             **common, **queue, "preprocessing_instance_count": s["preprocessing_instance_count"],
             "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
-            "max_input_len": str(s["max_input_len"])}),
+            "max_input_len": str(s["max_input_len"]),
+            **{k: frag[k] for k in ("mm_pre_inputs", "mm_pre_outputs", "mm_params")}}),
         "postprocessing": render_template("postprocessing.pbtxt", {
             **common, "tokenizer_dir": s["tokenizer_dir"], "skip_special_tokens": _b(s["skip_special_tokens"])}),
         "tensorrt_llm_bls": render_template("tensorrt_llm_bls.pbtxt", {
             **common, "decoupled": s["decoupled"], "request_io": request_io,
             "bls_instance_count": s["bls_instance_count"], "accumulate_tokens": _b(s["accumulate_tokens"]),
             "tokenizer_dir": s["tokenizer_dir"], "add_special_tokens": _b(s["add_special_tokens"]),
-            "skip_special_tokens": _b(s["skip_special_tokens"]), "max_input_len": str(s["max_input_len"])}),
+            "skip_special_tokens": _b(s["skip_special_tokens"]), "max_input_len": str(s["max_input_len"]),
+            "mm_params": frag["mm_params"], "mm_bls_outputs": frag["mm_bls_outputs"]}),
     }
+    if s.get("multimodal"):
+        from glmtrt.triton.multimodal import VISION_MODEL, render_vision
+
+        out[VISION_MODEL] = render_vision(s["multimodal"], facts.kind)
     if facts.kind == "gpu":
         out["tensorrt_llm"] = render_template("tensorrt_llm.pbtxt", {
             **common, **queue, "decoupled": s["decoupled"], "io": io,
@@ -345,7 +366,8 @@ def generate_repository(opts: RepoOptions) -> Path:
         if settings["guided_decoding_backend"]:
             from glmtrt.triton.xgrammar_info import write_tokenizer_info
             write_tokenizer_info(tok, tmp / XGRAMMAR_INFO_FILE)
-        for model, text in render_configs(settings, facts, checkpoint_param).items():
+        configs = render_configs(settings, facts, checkpoint_param)
+        for model, text in configs.items():
             (tmp / model / "1").mkdir(parents=True)
             (tmp / model / "config.pbtxt").write_text(text, encoding="utf-8")
             module = PYTHON_MODULES.get(model) or (REFERENCE_MODULE if model == "tensorrt_llm" and facts.kind == "reference" else None)
@@ -353,6 +375,11 @@ def generate_repository(opts: RepoOptions) -> Path:
                 (tmp / model / "1" / "model.py").write_text(shim_source(module), encoding="utf-8")
             elif model == "ensemble":
                 (tmp / model / "1" / ".keep").write_text("", encoding="utf-8")  # Triton needs the version dir
+        if settings["multimodal"]:
+            from glmtrt.triton import multimodal
+
+            multimodal.write_files(tmp, settings["multimodal"], facts.kind,
+                                   shim_source("glmtrt.triton.pymodels.vision_encoder"))
         manifest = repo_manifest(settings, facts, tok, checkpoint_param)
         (tmp / REPO_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if facts.kind == "gpu":
@@ -363,7 +390,7 @@ def generate_repository(opts: RepoOptions) -> Path:
         problems = check_repository(tmp, engine_dir=facts.dir if facts.kind == "gpu" else None)
         if problems:
             raise GlmtrtError("generated repository failed validation (a glmtrt bug):\n" + format_problems(problems))
-    log.info("wrote %s (%s)", out, ", ".join(MODELS))
+    log.info("wrote %s (%s)", out, ", ".join(repo_models(settings)))
     return out
 
 
@@ -382,7 +409,10 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
         "glmtrt_version": __version__,
         "requires": f"glmtrt=={__version__}",
         "trtllm_contract": s.get("contract") or ("1.2" if s["min_tokens_tensor"] == "min_tokens" else "0.13"),
-        "models": list(MODELS),
+        "models": repo_models(s),
+        **({"multimodal": {k: s["multimodal"]["facts"][k] for k in ("max_images", "min_pixels", "max_pixels",
+                                                                      "image_token_id", "table_dtype")}}
+           if s.get("multimodal") else {}),
         "engine": engine,
         "tokenizer": {"kind": tok.name, "dir": TOKENIZER_SUBDIR, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
                       "stop_ids": list(tok.stop_ids), "vocab_size": tok.vocab_size},
@@ -397,9 +427,16 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
     }
 
 
+def repo_models(s: dict[str, Any]) -> list[str]:
+    """The models of a repository with settings `s` (vision_encoder in multimodal repositories)."""
+    return [*MODELS, "vision_encoder"] if s.get("multimodal") else list(MODELS)
+
+
 def _publish_modes(root: Path) -> None:
     """World-readable dirs/files (mkdtemp makes 0700; the server may run as another user)."""
     for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
         if path.is_dir() or path.suffix == ".sh":
             os.chmod(path, 0o755)
         else:

@@ -12,10 +12,14 @@ postprocessing models per response:
   bytes of a character cut off by max_tokens are dropped (never a trailing U+FFFD);
 - `output_mode` request parameter ("delta" | "cumulative"); the `accumulate_tokens` model
   parameter (upstream) makes "cumulative" the default;
-- each request runs in its own thread, so concurrent streams interleave.
+- each request runs in its own thread, so concurrent streams interleave;
+- multimodal repositories (parameter `multimodal_config`): the `images` input, the `vision_encoder`
+  call and the prompt-table / M-RoPE engine inputs (glmtrt.triton.pymodels.mmrequest); the first
+  response carries the per-request image numbers as response parameters (docs/INTERFACES.md).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -80,6 +84,11 @@ class TritonPythonModel:
         self.skip_special_tokens = common.param_bool(params, "skip_special_tokens", True)
         self.add_special_tokens = common.param_bool(params, "add_special_tokens", True)
         self.max_input_len = int(params["max_input_len"]) if "max_input_len" in params else None
+        self.mm = None
+        if "multimodal_config" in params:
+            from glmtrt.triton.pymodels.mmproc import MultimodalFacts
+
+            self.mm = MultimodalFacts.load(common.repo_path(args, params["multimodal_config"]))
         self.names = engine_tensor_names(Path(args["model_repository"]).parent / self.engine / "config.pbtxt")
         self._threads = common.RequestThreads()
 
@@ -91,16 +100,22 @@ class TritonPythonModel:
         return None
 
     # -- per request ----------------------------------------------------------------------
-    def _engine_request(self, request, p, stream: bool):
+    def _engine_request(self, request, p, stream: bool, mm=None):
         pb = common.pb()
         i32 = lambda v: np.array([[v]], dtype=np.int32)  # noqa: E731
-        tensors = [pb.Tensor("input_ids", np.array([p.input_ids], dtype=np.int32)),
-                   pb.Tensor("input_lengths", i32(len(p.input_ids))),
-                   pb.Tensor("request_output_len", i32(p.output_len)),
+        tensors = [pb.Tensor("request_output_len", i32(p.output_len)),
                    pb.Tensor("end_id", i32(p.end_id)), pb.Tensor("pad_id", i32(p.pad_id)),
                    pb.Tensor("stop_words_list", common.stack_words([common.to_words_list(p.stop_words)])),
                    pb.Tensor("bad_words_list", common.stack_words([common.to_words_list(p.bad_words)])),
                    pb.Tensor("streaming", np.array([[stream]], dtype=bool))]
+        if mm is None:
+            tensors += [pb.Tensor("input_ids", np.array([p.input_ids], dtype=np.int32)),
+                        pb.Tensor("input_lengths", i32(len(p.input_ids)))]
+        else:
+            from glmtrt.triton.pymodels.mmrequest import table_tensor
+
+            tensors += [pb.Tensor(k, v) for k, v in mm.engine.items() if k != "prompt_embedding_table"]
+            tensors.append(table_tensor("prompt_embedding_table", mm.engine["prompt_embedding_table"], self.mm.table_dtype))
         for client_name, engine_name in self.names.items():
             arr = common.get_array(request, client_name)
             if arr is not None:
@@ -108,17 +123,28 @@ class TritonPythonModel:
         return pb.InferenceRequest(model_name=self.engine, inputs=tensors,
                                    requested_output_names=["output_ids", "sequence_length", *ENGINE_OUTPUTS])
 
-    def _responses(self, request, stream: bool, mode: str | None = None):
-        """Parse, call the engine, and yield (text_delta_or_full, engine_response, is_last) tuples."""
+    def _responses(self, request, stream: bool, mode: str | None = None, info: dict | None = None):
+        """Parse, call the engine, and yield (text_delta_or_full, engine_response) tuples; `info` gets the
+        multimodal request's numbers (mmproc.image_report) before the first one."""
         from glmtrt.tokenizer import IncrementalDetokenizer
 
         params = common.request_parameters(request, strict=True)
         mode = mode or params.get("output_mode", self.default_mode)
-        p = read_request(request, self.tokenizer, add_special_tokens=self.add_special_tokens,
-                         max_input_len=self.max_input_len, names=BLS_NAMES)
+        mm = None
+        if self.mm is not None:
+            from glmtrt.triton.pymodels.mmrequest import prepare_request
+
+            mm = prepare_request(request, self.tokenizer, self.mm, names=BLS_NAMES, images_name="images",
+                                 add_special_tokens=self.add_special_tokens, max_input_len=self.max_input_len)
+            p = mm.prepared
+        else:
+            p = read_request(request, self.tokenizer, add_special_tokens=self.add_special_tokens,
+                             max_input_len=self.max_input_len, names=BLS_NAMES)
+        if info is not None and mm is not None:
+            info.update(mm.report)
         detok = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=self.skip_special_tokens)
         text = ""
-        responses = self._engine_request(request, p, stream).exec(decoupled=True)
+        responses = self._engine_request(request, p, stream, mm).exec(decoupled=True)
         for resp in responses:
             if resp.has_error():
                 raise RequestError(resp.error().message())
@@ -147,7 +173,7 @@ class TritonPythonModel:
         if detok.pending_bytes:
             log.debug("dropping %d bytes of an incomplete character at the end", detok.pending_bytes)
 
-    def _response(self, text: str, engine_resp):
+    def _response(self, text: str, engine_resp, params: dict | None = None):
         pb = common.pb()
         tensors = [pb.Tensor("text_output", common.bytes_array([text], (1, 1)))]
         if engine_resp is not None:
@@ -155,6 +181,8 @@ class TritonPythonModel:
                 t = pb.get_output_tensor_by_name(engine_resp, name)
                 if t is not None:
                     tensors.append(pb.Tensor(name, t.as_numpy()))
+        if params:  # Triton 2.51's python backend has no response parameters: a JSON output tensor
+            tensors.append(pb.Tensor("image_info", common.bytes_array([json.dumps(params, ensure_ascii=False)], (1, 1))))
         return pb.InferenceResponse(output_tensors=tensors)
 
     def _serve(self, request) -> None:
@@ -163,10 +191,12 @@ class TritonPythonModel:
         try:
             stream = bool(common.get_scalar(request, "stream", False))
             if stream:
-                for text, resp in self._responses(request, True):
+                info: dict = {}
+                for text, resp in self._responses(request, True, info=info):
                     if sender.is_cancelled():
                         break
-                    sender.send(self._response(text, resp))
+                    sender.send(self._response(text, resp, info))
+                    info = {}
                 sender.send(flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
             else:
                 sender.send(self._collect(request), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
@@ -178,11 +208,11 @@ class TritonPythonModel:
                         flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
     def _collect(self, request):
-        parts, last = [], None
-        for text, resp in self._responses(request, False, mode="delta"):
+        parts, last, info = [], None, {}
+        for text, resp in self._responses(request, False, mode="delta", info=info):
             parts.append(text)
             last = resp if resp is not None else last
-        return self._response("".join(parts), last)
+        return self._response("".join(parts), last, info)
 
     def _non_decoupled(self, request):
         try:

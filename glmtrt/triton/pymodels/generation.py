@@ -49,6 +49,8 @@ class GenRequest:
     return_log_probs: bool = False
     return_context_logits: bool = False
     return_generation_logits: bool = False
+    #: extra context-phase inputs of the model's prefill (Glm4v: prompt_table, mrope_rotary_cos_sin, rope_delta)
+    model_inputs: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ValueError for a value outside the engine's domain (samplingConfig.cpp checks)."""
@@ -99,13 +101,13 @@ class Sequence:
         self.counts = None
         if self._penalties:  # occurrences over the whole sequence, prompt included
             self.counts = torch.zeros(model.vocab_size, dtype=torch.float32)
-            ids = torch.tensor(req.input_ids, dtype=torch.long)
+            ids = torch.tensor([i for i in req.input_ids if i < model.vocab_size], dtype=torch.long)  # not table rows
             self.counts.index_add_(0, ids, torch.ones(len(ids)))
         self.bias = None if req.embedding_bias is None else torch.from_numpy(req.embedding_bias)
 
     def prefill(self) -> None:
         """Run the prompt through the model into this sequence's cache."""
-        logits = self.model.prefill(self.req.input_ids, self.cache)
+        logits = self.model.prefill(self.req.input_ids, self.cache, **self.req.model_inputs)
         self.context = logits.numpy() if self.req.return_context_logits else None
         self.row = logits[-1]
 

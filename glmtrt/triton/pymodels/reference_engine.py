@@ -15,7 +15,11 @@ tensorrt_llm/config.pbtxt; behaviour follows the tensorrtllm backend:
 - sampling with the engine's defaults and domain (docs/INTERFACES.md 3.1: no sampling inputs =
   greedy; top_p 0 = not set), bad words, embedding_bias, penalties; beam_width must be 1;
 - pacing mode (`pace_ttft_ms`, `pace_itl_ms` parameters): tokens on a fixed schedule;
-- prompt over `max_input_len`, prompt + output over `max_seq_len`, batch > 1 per request: errors.
+- prompt over `max_input_len`, prompt + output over `max_seq_len`, batch > 1 per request: errors;
+- GLM-4.1V checkpoints (`<checkpoint>/llm`): `glmtrt.reference.glm4v.Glm4vReference` with the 1.2
+  backend's prompt-tuning and M-RoPE inputs (`multimodal_inputs`): ids >= vocab_size read the request's
+  prompt_embedding_table, the context phase takes its rotary from mrope_rotary_cos_sin, the
+  generation phase adds mrope_position_deltas; both are required on every request, like the engine.
 """
 from __future__ import annotations
 
@@ -90,11 +94,49 @@ def parse_request(request, *, max_input_len: int | None, max_seq_len: int | None
     return req
 
 
+MROPE_INPUTS = ("mrope_rotary_cos_sin", "mrope_position_deltas")
+
+
+def multimodal_inputs(request, ids: list[int], *, vocab_size: int, hidden: int) -> dict:
+    """The Glm4v prefill inputs of one request (raises RequestError): what the engine reads from
+    prompt_embedding_table [1, K, hidden], prompt_vocab_size, prompt_table_extra_ids [1, T] (one per
+    input token when given), mrope_rotary_cos_sin [1, L] and mrope_position_deltas [1, 1]."""
+    import torch
+
+    g = common.get_array
+    missing = [n for n in MROPE_INPUTS if g(request, n) is None]
+    if missing:
+        raise RequestError(f"input(s) {', '.join(missing)} required: an M-RoPE engine needs them on every request")
+    out = {"mrope_rotary_cos_sin": g(request, "mrope_rotary_cos_sin").reshape(-1).astype(np.float32),
+           "rope_delta": int(g(request, "mrope_position_deltas").reshape(-1)[0])}
+    table = g(request, "prompt_embedding_table")
+    top = max(ids)
+    if table is not None:
+        table = np.asarray(table, dtype=np.float32)
+        table = table.reshape(-1, table.shape[-1])
+        if table.shape[1] != hidden:
+            raise RequestError(f"prompt_embedding_table rows have {table.shape[1]} values; the model's hidden size is {hidden}")
+        size = common.get_scalar(request, "prompt_vocab_size", table.shape[0])
+        if int(size) != table.shape[0]:
+            raise RequestError(f"prompt_vocab_size {size} but prompt_embedding_table has {table.shape[0]} rows")
+        extra = g(request, "prompt_table_extra_ids")
+        if extra is not None and extra.size != len(ids):
+            raise RequestError(f"prompt_table_extra_ids has {extra.size} entries for {len(ids)} input tokens "
+                               "(TensorRT-LLM llmRequest.h: one per input token)")
+        out["prompt_table"] = torch.from_numpy(table)
+    if top >= vocab_size + (0 if table is None else table.shape[0]):
+        raise RequestError(f"input id {top} is past vocab_size {vocab_size} + the prompt table's "
+                           f"{0 if table is None else table.shape[0]} rows")
+    return out
+
+
 class TritonPythonModel:
     """The CPU reference engine: execute() parses and queues, the engine loop batches and answers."""
 
     def initialize(self, args):
         import torch
+
+        from pathlib import Path
 
         from glmtrt.reference import ReferenceModel
 
@@ -105,7 +147,14 @@ class TritonPythonModel:
         if not ckpt:
             raise RuntimeError("tensorrt_llm (reference): parameter checkpoint_dir is not set")
         torch.set_num_threads(int(params.get("cpu_threads", min(2, os.cpu_count() or 1))))
-        self.model = ReferenceModel.from_checkpoint(str(common.repo_path(args, ckpt)), device="cpu")
+        path = common.repo_path(args, ckpt)
+        self.multimodal = (Path(path) / "llm").is_dir()
+        if self.multimodal:  # a GLM-4.1V conversion (llm/ + vision/): our M-RoPE engine's numerical model
+            from glmtrt.reference.glm4v import Glm4vReference
+
+            self.model = Glm4vReference.from_checkpoint(str(path), device="cpu")
+        else:
+            self.model = ReferenceModel.from_checkpoint(str(path), device="cpu")
         self.max_input_len = int(params["max_input_len"]) if "max_input_len" in params else None
         self.max_seq_len = int(params["max_seq_len"]) if "max_seq_len" in params else None
         self.exclude_input = common.param_bool(params, "exclude_input_in_output", False)
@@ -124,8 +173,12 @@ class TritonPythonModel:
         return self._decoupled(requests) if self.decoupled else self._blocking(requests)
 
     def _parse(self, request) -> GenRequest:
-        return parse_request(request, max_input_len=self.max_input_len, max_seq_len=self.max_seq_len,
-                             default_end_id=self.end_id, default_exclude=self.exclude_input)
+        req = parse_request(request, max_input_len=self.max_input_len, max_seq_len=self.max_seq_len,
+                            default_end_id=self.end_id, default_exclude=self.exclude_input)
+        if self.multimodal:
+            req.model_inputs = multimodal_inputs(request, req.input_ids, vocab_size=self.model.vocab_size,
+                                                 hidden=self.model.geometry.hidden_size)
+        return req
 
     def _decoupled(self, requests):
         pb = common.pb()

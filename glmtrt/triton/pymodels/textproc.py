@@ -141,17 +141,18 @@ def default_stop_words(tok, end_id: int) -> list[list[int]]:
 def prepare(tok, *, text: str, max_tokens: int | None, stop_words: list[str] | None = None,
             bad_words: list[str] | None = None, end_id: int | None = None, pad_id: int | None = None,
             chat: bool = False, messages: str | None = None, add_special_tokens: bool = True,
-            max_input_len: int | None = None) -> Prepared:
+            max_input_len: int | None = None, prompt_builder=None) -> Prepared:
     """Validate one request and build its engine inputs.
 
     end_id / pad_id default to the tokenizer's; the model's stop tokens are always active and
-    the request's stop words are added to them.
+    the request's stop words are added to them. `prompt_builder(tok, text, chat=, messages=,
+    add_special_tokens=)` replaces `prompt_ids` (the multimodal models splice image slots in).
     """
     if max_tokens is None:
         raise RequestError("max_tokens is required")
     if int(max_tokens) < 1:
         raise RequestError(f"max_tokens={max_tokens}: must be >= 1")
-    ids = prompt_ids(tok, text, chat=chat, messages=messages, add_special_tokens=add_special_tokens)
+    ids = (prompt_builder or prompt_ids)(tok, text, chat=chat, messages=messages, add_special_tokens=add_special_tokens)
     if max_input_len is not None and len(ids) > max_input_len:
         raise RequestError(f"prompt has {len(ids)} tokens, over max_input_len={max_input_len} of this model; "
                            "shorten the prompt")
