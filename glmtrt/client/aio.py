@@ -37,6 +37,7 @@ Request tensors come from `glmtrt.client.request`, shared with the thread-based 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -62,7 +63,7 @@ class Chunk:
     token_ids: tuple[int, ...] | None = None  #: token ids where the server returns them
     log_probs: tuple[float, ...] | None = None  #: log-prob of each new token (return_log_probs)
     top_log_probs: tuple[dict, ...] | None = None  #: per new token {token text: log-prob} where the server gives them
-    parameters: dict | None = None  #: response parameters other than Triton's own (tensorrt_llm_bls stage info)
+    parameters: dict | None = None  #: server stage info: tensorrt_llm_bls `image_info` JSON (+ response parameters)
 
 
 @dataclass
@@ -84,8 +85,21 @@ def _final_flag(result) -> bool:
 
 
 def _parameters(result) -> dict | None:
-    """The response's parameters (bool / int64 / double / string), Triton's reserved `triton_*` left out."""
+    """What the server says about the request besides text: the multimodal `tensorrt_llm_bls` first
+    response's `image_info` output (a JSON object, docs/INTERFACES.md) and any response parameters
+    (bool / int64 / double / string; Triton's reserved `triton_*` left out)."""
     out = {}
+    try:
+        info = result.as_numpy("image_info")
+    except Exception:  # pragma: no cover - output absent from this response
+        info = None
+    if info is not None and info.size:
+        raw = info.reshape(-1)[0]
+        try:
+            got = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+            out.update(got if isinstance(got, dict) else {})
+        except ValueError:
+            log.debug("image_info is not JSON: %r", raw)
     for key, p in result.get_response().parameters.items():
         if key.startswith("triton_"):
             continue

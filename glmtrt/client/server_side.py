@@ -173,8 +173,8 @@ def stage_table(before: dict, after: dict) -> list[dict]:
 PREPROCESSING, VISION_ENCODER = "preprocessing", "vision_encoder"
 #: server stages of the per-stage latency table, in pipeline order
 SERVER_STAGES = ("upload_decode", "preprocessing", "vision_encoder")
-#: tensorrt_llm_bls first-response parameters (docs/INTERFACES.md, multimodal repository) -> our stage
-BLS_STAGE_PARAMS = {"preprocessing": "image_decode_ms", "vision_encoder": "vision_encoder_ms"}
+#: our stage -> the tensorrt_llm_bls first response's `image_info` key, microseconds (docs/INTERFACES.md)
+BLS_STAGE_PARAMS = {"preprocessing": "image_decode_us", "vision_encoder": "vision_encoder_us"}
 
 
 def _model_ns(before: dict, after: dict, name: str) -> dict[str, float]:
@@ -223,8 +223,9 @@ def stage_latency(records, before: dict | None, after: dict | None) -> dict:
     """The per-stage latency table of one level: upload/decode, preprocessing, vision encoder (server),
     first token and full answer (client), each {p50, p95, ...} over requests or {mean} for the level.
 
-    Per server stage the best source the run has: the `tensorrt_llm_bls` response parameters of each
-    request (`image_decode_ms`, `vision_encoder_ms`: per request at any concurrency), else statistics
+    Per server stage the best source the run has: the `tensorrt_llm_bls` `image_info` of each request
+    (`image_decode_us`: decode + smart_resize + patchify, `vision_encoder_us`: per request at any
+    concurrency), else statistics
     snapshots around each request (`stages`, concurrency 1: per request), else the level's mean from
     the statistics deltas. First token and full answer are always per request (client timestamps)."""
     from glmtrt.client.metrics import request_metrics, stats
@@ -235,8 +236,9 @@ def stage_latency(records, before: dict | None, after: dict | None) -> dict:
     for key in SERVER_STAGES:
         bls = [(r.server_info or {}).get(BLS_STAGE_PARAMS.get(key, "")) for r in ok]
         snap = [(r.stages or {}).get(key) for r in ok]
-        if ok and all(v is not None for v in bls):
-            out[key], out["sources"][key] = stats(bls), f"tensorrt_llm_bls response parameter {BLS_STAGE_PARAMS[key]}"
+        if ok and all(isinstance(v, (int, float)) for v in bls):
+            out[key] = stats(v / 1e3 for v in bls)
+            out["sources"][key] = f"tensorrt_llm_bls image_info {BLS_STAGE_PARAMS[key]} per request"
         elif ok and all(v is not None for v in snap):
             out[key], out["sources"][key] = stats(snap), "Triton statistics deltas around each request"
         elif mean.get(key) is not None:

@@ -70,7 +70,7 @@ class PipelineClient:
             v["count"] += 1
             v["compute_infer"] += 20 * (k + 1) * MS
             pre["compute_infer"] += 20 * (k + 1) * MS     # preprocessing calls the encoder inside its execute (BLS)
-        params = {"image_decode_ms": 3.0 * (k + 1), "vision_encoder_ms": 7.0 * (k + 1), "image_tokens": 4} if self.bls else None
+        params = {"image_decode_us": 3000 * (k + 1), "vision_encoder_us": 7000 * (k + 1), "image_tokens": 4} if self.bls else None
         for i in range(3):
             yield Chunk(text=f"好{i}", time=time.perf_counter(), index=i, parameters=params if i == 0 else None)
         yield Chunk(text="", time=time.perf_counter(), index=3, final=True)
