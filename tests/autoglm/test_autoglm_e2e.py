@@ -65,7 +65,7 @@ def test_bench_image_stages_from_the_server(mm_server, shot, tmp_path):  # noqa:
     assert st2["vision_encoder"]["p50"] > 0 and "p50" in st2["preprocessing"]
 
 
-def test_openai_image_url(mm_server, shot, want):  # noqa: F811
+def test_openai_image_url(mm_server, shot, want, facts, mm_tok):  # noqa: F811
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -81,7 +81,12 @@ def test_openai_image_url(mm_server, shot, want):  # noqa: F811
         r = c.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"] == want
-        assert r.json()["usage"]["prompt_tokens"] > 10         # image tokens counted by preprocessing
+        from glmtrt.models.glm4v.preprocess import preprocess_image
+
+        t, h, w = preprocess_image(shot.read_bytes(), min_pixels=facts.min_pixels, max_pixels=facts.max_pixels).grid_thw
+        text_only = len(mm_tok[1].build_chat_ids([{"role": "user", "content": PROMPT}]))
+        # preprocessing counts the prompt as the engine sees it: image tokens (t*h*w/4) and their markers too
+        assert r.json()["usage"]["prompt_tokens"] >= text_only + t * h * w // 4
         bad = c.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}, {"type": "text", "text": "x"}]}]})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "image_url_not_supported"
