@@ -21,3 +21,14 @@ def make_screenshot(path, size=(1080, 2400), fmt="PNG"):
 @pytest.fixture
 def shot(tmp_path):
     return make_screenshot(tmp_path / "shot.png")
+
+
+def write_autoglm_config(d):
+    """config.json of a full-size GLM-4.1V / AutoGLM-Phone-9B (transformers' Glm4vConfig defaults), no weights."""
+    import json
+
+    from transformers import Glm4vConfig
+
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({**Glm4vConfig().to_dict(), "architectures": ["Glm4vForConditionalGeneration"]}))
+    return d

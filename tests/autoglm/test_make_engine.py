@@ -88,11 +88,9 @@ def test_make_engine_autoglm_int8wo_tp2(tmp_path, fake_tools):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_plan_autoglm_fp16_one_4090_says_tp2_or_int8(tmp_path):
-    from transformers import Glm4vConfig
+    from tests.autoglm.conftest import write_autoglm_config
 
-    d = tmp_path / "AutoGLM-Phone-9B"
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps({**Glm4vConfig().to_dict(), "architectures": ["Glm4vForConditionalGeneration"]}))
+    d = write_autoglm_config(tmp_path / "AutoGLM-Phone-9B")
     glmtrt = Path(sys.executable).parent / "glmtrt"
     r = subprocess.run(["make", "-s", "-C", str(ROOT), "plan", f"MODEL={d}", "PRECISION=fp16", "GPU=rtx4090",
                         "MAX_SEQ=8192", f"GLMTRT={glmtrt}"], capture_output=True, text=True, timeout=300)

@@ -30,11 +30,9 @@ def test_table_bytes_reduce_the_kv_budget():
 
 @pytest.fixture(scope="module")
 def autoglm_config_dir(tmp_path_factory):
-    from transformers import Glm4vConfig
+    from tests.autoglm.conftest import write_autoglm_config
 
-    d = tmp_path_factory.mktemp("autoglm-plan")
-    (d / "config.json").write_text(json.dumps({**Glm4vConfig().to_dict(), "architectures": ["Glm4vForConditionalGeneration"]}))
-    return d
+    return write_autoglm_config(tmp_path_factory.mktemp("autoglm-plan"))
 
 
 def test_plan_cli_autoglm_counts_vision_and_table(autoglm_config_dir):
