@@ -25,8 +25,9 @@ from glmtrt.errors import GlmtrtError
 
 #: Bytes read per hashing step of a file range (small enough to stay in the CPU cache).
 HASH_READ = 1 << 20
-#: Bytes checked for NaN/Inf per numpy step (its temporaries: this plus a quarter of it, per file).
-FINITE_STEP = 128 << 10
+#: Bytes checked for NaN/Inf per numpy step (its temporary: this much, plus a bool mask of at most
+#: as many bytes, only for a block that holds a NaN/Inf), per file. 1 MiB measured fastest (of 128K-1M).
+FINITE_STEP = 1 << 20
 #: Largest single copy_file_range / fallback copy step.
 COPY_STEP = 64 << 20
 _NO_CFR = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
@@ -34,28 +35,38 @@ _ZEROS = bytes(1 << 20)
 _STOP = object()
 #: float dtype -> (unsigned view, exponent mask): an element is NaN or Inf when all its exponent
 #: bits are set (IEEE 754 binary16/binary32, and bfloat16's 8-bit exponent). float8_e4m3fn has no
-#: Inf and a single NaN pattern per sign (S.1111.111), checked separately.
-_EXPONENT_MASK = {"float16": ("<u2", 0x7C00), "bfloat16": ("<u2", 0x7F80), "float32": ("<u4", 0x7F800000),
-                  "float64": ("<u8", 0x7FF0000000000000)}
+#: Inf and a single NaN pattern per sign (S.1111.111): the same test with mask 0x7F.
+_EXPONENT_MASK = {"float8_e4m3fn": ("u1", 0x7F), "float16": ("<u2", 0x7C00), "bfloat16": ("<u2", 0x7F80),
+                  "float32": ("<u4", 0x7F800000), "float64": ("<u8", 0x7FF0000000000000)}
 
 
 def count_nonfinite(data, dtype: str) -> int:
     """NaN/Inf elements in raw little-endian bytes of float `dtype` (0 for dtypes that are not float).
 
     Works on the bytes alone (exponent bits), so no float conversion and no torch; numpy releases the
-    GIL, so it runs beside the writer on the hash lane.
+    GIL, so it runs beside the writer on the hash lane. Per FINITE_STEP block: the sign-cleared bits
+    into one reused buffer, then a max (an element is NaN/Inf exactly when its sign-cleared bits reach
+    the exponent mask); the exact count is taken only for a block that has one. Measured on this
+    machine kind: 4.5 GB/s against 2.6 GB/s for a mask-compare-count per 128 KiB block.
     """
     import numpy as np
 
-    if dtype == "float8_e4m3fn":
-        a = np.frombuffer(data, dtype=np.uint8)
-        return sum(int(np.count_nonzero((a[i:i + FINITE_STEP] & 0x7F) == 0x7F)) for i in range(0, a.size, FINITE_STEP))
     if dtype not in _EXPONENT_MASK:
         return 0
     view, mask = _EXPONENT_MASK[dtype]
     a = np.frombuffer(data, dtype=view)
-    step = FINITE_STEP // a.itemsize        # temporaries stay small, whatever the piece size
-    return sum(int(np.count_nonzero((a[i:i + step] & mask) == mask)) for i in range(0, a.size, step))
+    if a.size == 0:
+        return 0
+    step = FINITE_STEP // a.itemsize
+    tmp = np.empty(min(step, a.size), dtype=a.dtype)
+    magnitude = a.dtype.type((1 << (8 * a.itemsize - 1)) - 1)      # every bit but the sign
+    bad = 0
+    for i in range(0, a.size, step):
+        t = tmp[:min(step, a.size - i)]
+        np.bitwise_and(a[i:i + step], magnitude, out=t)
+        if t.max() >= mask:
+            bad += int(np.count_nonzero(t >= mask))
+    return bad
 
 
 class ByteBudget:
