@@ -56,6 +56,12 @@ log = logging.getLogger(__name__)
               help="reference: pacing mode, first token this many ms after the request arrives (0: as computed).")
 @click.option("--pace-itl-ms", type=float, default=0.0, show_default=True,
               help="reference: pacing mode, then one token every this many ms (a schedule, not a sleep per token).")
+@click.option("--max-images", type=click.IntRange(1, 64), default=None,
+              help="GLM-4.1V sources: images per request (default: the vision engine's max_images; 1 on CPU).")
+@click.option("--max-pixels", type=click.IntRange(1568, 100_000_000), default=None,
+              help="GLM-4.1V sources: pixel budget per image; larger images are resized (default 5000000).")
+@click.option("--min-pixels", type=click.IntRange(1, 100_000_000), default=None,
+              help="GLM-4.1V sources: smaller images are enlarged to this (default 12544).")
 @click.option("--force", is_flag=True, help="Replace an existing output dir.")
 def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_launch: bool, tokenizer: Path | None,
                  output: Path | None, engine: str, max_batch_size: int | None, decoupled: bool, max_queue_delay_us: int,
@@ -64,7 +70,8 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
                  python_instances: int | None, bls_instances: int | None, engine_path: str | None,
                  guided_decoding: str | None, repo_path: str | None,
                  copy_checkpoint: bool, max_input_len: int | None, max_seq_len: int | None, pace_ttft_ms: float,
-                 pace_itl_ms: float, force: bool) -> None:
+                 pace_itl_ms: float, max_images: int | None, max_pixels: int | None, min_pixels: int | None,
+                 force: bool) -> None:
     """Generate a Triton inflight-batching model repository from SOURCE (or --check one).
 
     \b
@@ -76,7 +83,8 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
 
     if check_only:
         check_or_raise(source, engine_dir=engine_dir)
-        click.echo(f"{source}: OK (5 models, configs parse, ensemble wiring and manifests consistent)")
+        n = len([d for d in Path(source).iterdir() if (d / "config.pbtxt").is_file()])
+        click.echo(f"{source}: OK ({n} models, configs parse, ensemble wiring and manifests consistent)")
         return
     if print_launch:
         click.echo(shlex.join(launch_argv(source)))
@@ -100,7 +108,8 @@ def repo_command(source: Path, check_only: bool, engine_dir: Path | None, print_
         exclude_input_in_output=not include_input, python_instances=python_instances, bls_instances=bls_instances,
         engine_path=engine_path, copy_checkpoint=copy_checkpoint, max_input_len=max_input_len,
         max_seq_len=max_seq_len, guided_decoding=guided_decoding, repo_path=repo_path,
-        pace_ttft_ms=pace_ttft_ms, pace_itl_ms=pace_itl_ms, force=force)
+        pace_ttft_ms=pace_ttft_ms, pace_itl_ms=pace_itl_ms, max_images=max_images, max_pixels=max_pixels,
+        min_pixels=min_pixels, force=force)
     log.info("repo options: %s", json.dumps(options_dict(opts), ensure_ascii=False))
     out = generate_repository(opts)
     click.echo(f"wrote {out} (validated)")

@@ -266,3 +266,34 @@ def test_bad_images_fail_alone_and_server_stays_healthy(mm_server, mm_model, mm_
     pieces, _ = run(_request(url, "ensemble", text, IMAGES[1:2], stream=False, chat=False))
     assert "".join(pieces) == tok.decode(expected_tokens(mm_model[0], tok, facts, text, IMAGES[1:2], chat=False))
     assert mm_server.health() is None
+
+
+def test_gpu_multimodal_repository_and_serve_command(tmp_path, mm_model, mm_tok):
+    """A GPU repository from a (fake) engine built from the Glm4v conversion: the vision plan model, the
+    engine's prompt-table / M-RoPE inputs, --check, and the container command of `glmtrt serve`."""
+    from glmtrt.triton.check import check_repository
+    from glmtrt.triton.generator import RepoOptions, generate_repository
+    from glmtrt.triton.launch import gpu_command
+
+    eng = tmp_path / "engine"
+    (eng / "vision").mkdir(parents=True)
+    (eng / "config.json").write_text("{}")
+    (eng / "rank0.engine").write_bytes(b"not a real engine")
+    (eng / "vision" / "encoder.plan").write_bytes(b"not a real plan")
+    (eng / "vision" / "manifest.json").write_text(json.dumps({"kind": "trt-vision-engine", "max_images": 1}))
+    build = {"max_batch_size": 8, "max_input_len": 4096, "max_seq_len": 8192, "max_beam_width": 1, "tp_size": 1,
+             "pp_size": 1, "dtype": "float16", "use_paged_context_fmha": True, "max_prompt_embedding_table_size": 3188}
+    (eng / "manifest.json").write_text(json.dumps({
+        "kind": "trtllm-engine", "profile": "rtx4090", "toolchain": {"tensorrt_llm": "1.2.0"},
+        "checkpoint": {"dir": str(mm_model[1] / "llm"), "manifest_sha256": "0"}, "build": build, "command": [],
+        "model": {"family": "glm4v"}}))
+    repo = generate_repository(RepoOptions(source=eng, tokenizer=mm_tok[0], output=tmp_path / "repo",
+                                           engine_path="/engines/autoglm"))
+    assert check_repository(repo, engine_dir=eng) == []
+    vision = (repo / "vision_encoder" / "config.pbtxt").read_text(encoding="utf-8")
+    assert 'platform: "tensorrt_plan"' in vision and "KIND_GPU" in vision
+    assert os.readlink(repo / "vision_encoder" / "1" / "model.plan") == "/engines/autoglm/vision/encoder.plan"
+    with pytest.raises(Exception, match="--max-images 2"):
+        generate_repository(RepoOptions(source=eng, tokenizer=mm_tok[0], output=tmp_path / "r2", max_images=2))
+    cmd = " ".join(gpu_command(repo, http_port=8000, grpc_port=8001, metrics_port=8002, image="glmtrt:rtx4090"))
+    assert f"{eng}:/engines/autoglm:ro" in cmd and "glmtrt:rtx4090" in cmd
