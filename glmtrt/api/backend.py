@@ -96,6 +96,7 @@ class TritonBackend:
         self.active = 0        # streams to Triton open right now
         self.cancelled = 0     # streams closed before their final response (request cancelled)
         self._pre_images: str | None = None   # preprocessing's image input name ("" = none)
+        self._images_ok: bool | None = None   # the generating model declares `images`
 
     def client(self):
         """The shared AsyncTritonClient."""
@@ -128,12 +129,15 @@ class TritonBackend:
         return int(val) if val.isdigit() else None
 
     async def accepts_images(self) -> bool:
-        """True when the generating model declares the multimodal `images` input."""
-        try:
-            meta = await self.client().model_metadata(self.model)
-        except GlmtrtError:
-            return False
-        return any(i.get("name") == IMAGES for i in meta.get("inputs", []))
+        """True when the generating model declares the multimodal `images` input (asked once; an
+        unreachable server is asked again next time)."""
+        if self._images_ok is None:
+            try:
+                meta = await self.client().model_metadata(self.model)
+            except GlmtrtError:
+                return False
+            self._images_ok = any(i.get("name") == IMAGES for i in meta.get("inputs", []))
+        return self._images_ok
 
     async def _preprocessing_image_input(self) -> str | None:
         """The preprocessing model's image input name (multimodal repositories), else None."""
