@@ -292,3 +292,21 @@ def test_gpu_multimodal_repository_and_serve_command(tmp_path, mm_model, mm_tok)
         generate_repository(RepoOptions(source=eng, tokenizer=mm_tok[0], output=tmp_path / "r2", max_images=2))
     cmd = " ".join(gpu_command(repo, http_port=8000, grpc_port=8001, metrics_port=8002, image="glmtrt:rtx4090"))
     assert f"{eng}:/engines/autoglm:ro" in cmd and "glmtrt:rtx4090" in cmd
+
+
+def test_check_finds_broken_multimodal_repository(tmp_path, mm_repo):
+    import shutil
+
+    from glmtrt.triton.check import check_repository
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mm_repo, broken)
+    (broken / "preprocessing" / "multimodal.json").unlink()
+    cfg = broken / "tensorrt_llm" / "config.pbtxt"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('name: "mrope_position_deltas"  data_type: TYPE_INT64',
+                                                           'name: "mrope_position_deltas"  data_type: TYPE_INT32'))
+    shutil.rmtree(broken / "vision_encoder")
+    problems = [str(p) for p in check_repository(broken)]
+    assert any("multimodal_config" in p and "preprocessing/config.pbtxt" in p for p in problems)
+    assert any("mrope_position_deltas" in p and "TYPE_INT32" in p for p in problems)
+    assert any(p.startswith("vision_encoder/config.pbtxt: (file): missing") for p in problems)
