@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from glmtrt.triton.pymodels.common import RequestError
-from glmtrt.triton.pymodels.mmproc import (IMAGE_PLACEHOLDER, MultimodalFacts, decode_images, engine_inputs,
-                                           image_hash, prompt_ids_with_images)
+from glmtrt.triton.pymodels.mmproc import (IMAGE_PLACEHOLDER, MultimodalFacts, check_prompt_length, decode_images,
+                                           engine_inputs, image_hash, prompt_ids_with_images)
 
 SHARED_GLM4 = Path(__file__).resolve().parents[2] / ".." / "shared" / "models" / "glm-4-9b-chat"
 
@@ -87,6 +87,11 @@ def test_decode_limits_and_notes():
         decode_images([_png(84, 84), b"GIF89a-but-not-really"], f)
     with pytest.raises(RequestError, match="image 0 is empty"):
         decode_images([b""], f)
+    # the expanded prompt (each image slot -> its tokens) is checked against max_input_len before any encoding
+    ids = [1, 151339, 151343, 151340, 2]
+    assert check_prompt_length(ids, imgs[:1], f, None) == 4 + imgs[0].num_tokens
+    with pytest.raises(RequestError, match=f"{imgs[0].num_tokens} of them image tokens.*max_input_len=10"):
+        check_prompt_length(ids, imgs[:1], f, 10)
 
 
 def test_engine_inputs_table_ids_extra_ids_and_mrope():

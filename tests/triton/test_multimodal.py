@@ -310,3 +310,21 @@ def test_check_finds_broken_multimodal_repository(tmp_path, mm_repo):
     assert any("multimodal_config" in p and "preprocessing/config.pbtxt" in p for p in problems)
     assert any("mrope_position_deltas" in p and "TYPE_INT32" in p for p in problems)
     assert any(p.startswith("vision_encoder/config.pbtxt: (file): missing") for p in problems)
+
+
+def test_cli_repo_and_check(tmp_path, mm_model, mm_tok):
+    from click.testing import CliRunner
+
+    from glmtrt.cli import main
+
+    out = tmp_path / "cli-repo"
+    res = CliRunner().invoke(main, ["repo", str(mm_model[1]), "--engine", "reference", "--tokenizer", str(mm_tok[0]),
+                                    "-o", str(out), "--max-images", "3", "--max-pixels", "50000"])
+    assert res.exit_code == 0, res.output
+    facts = json.loads((out / "preprocessing" / "multimodal.json").read_text(encoding="utf-8"))
+    assert facts["max_images"] == 3 and facts["max_pixels"] == 50000
+    check = CliRunner().invoke(main, ["repo", "--check", str(out)])
+    assert check.exit_code == 0 and "6 models" in check.output, check.output
+    bad = CliRunner().invoke(main, ["repo", str(mm_model[1]), "--engine", "reference", "--tokenizer", str(mm_tok[0]),
+                                    "-o", str(tmp_path / "x"), "--max-pixels", "10"])
+    assert bad.exit_code == 2 and "--max-pixels" in bad.output
