@@ -334,14 +334,14 @@ class Glm4vReference:
                               {int(s) for s in stop_ids}, temperature, top_k, top_p, gen)
 
     def _generate(self, prompt, max_new_tokens, end_id, stop, temperature, top_k, top_p, gen):
-        if max_new_tokens == 0:
-            return
-        logits, past = self.prompt_forward(prompt)
-        for step in range(max_new_tokens):
-            tok = sampling.sample_token(logits[0, -1], temperature, top_k, top_p, gen)
-            if tok == end_id:
-                return
-            yield tok
-            if tok in stop or step + 1 == max_new_tokens:
-                return
-            logits, past = self.forward([[tok]], past, rope_delta=prompt.rope_delta)
+        """Through the engine step interface (prefill with the request's M-RoPE table, then decode), the
+        path the CPU stand-in serves."""
+        from glmtrt.models.glm4v.positions import mrope_table
+
+        cache = self.new_cache(len(prompt.input_ids) + max_new_tokens)
+        table = None
+        if prompt.grids:
+            table = mrope_table(prompt.positions, self.rotary_dim, self.theta, self.section, self.max_positions).numpy()
+        first = lambda: self.prefill(prompt.input_ids, cache, prompt.prompt_table, table, prompt.rope_delta)[-1]  # noqa: E731
+        return sampling.generate_loop(first, lambda tok: self.decode([tok], [cache])[0], max_new_tokens, end_id,
+                                      stop, temperature, top_k, top_p, gen)

@@ -418,14 +418,17 @@ class ReferenceModel:
     def _generate(self, ids, max_new_tokens, end_id, stop, temperature, top_k, top_p, generator):
         import torch
 
-        if max_new_tokens == 0:
-            return
-        logits, past = self.forward(torch.tensor([ids], dtype=torch.long))
-        for step in range(max_new_tokens):
-            tok = sampling.sample_token(logits[0, -1], temperature, top_k, top_p, generator)
-            if tok == end_id:
-                return
-            yield tok
-            if tok in stop or step + 1 == max_new_tokens:
-                return
+        past = None
+
+        def first():
+            nonlocal past
+            logits, past = self.forward(torch.tensor([ids], dtype=torch.long))
+            return logits[0, -1]
+
+        def step(tok):
+            nonlocal past
             logits, past = self.forward(torch.tensor([[tok]], dtype=torch.long), past)
+            return logits[0, -1]
+
+        yield from sampling.generate_loop(first, step, max_new_tokens, end_id, stop, temperature, top_k, top_p,
+                                          generator)

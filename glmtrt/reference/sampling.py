@@ -109,3 +109,21 @@ def sample_token(logits, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 
         return int(torch.argmax(logits).item())
     probs = filter_probs(logits, temperature, top_k, top_p)
     return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def generate_loop(first, step, max_new_tokens: int, end_id: int, stop, temperature: float, top_k: int,
+                  top_p: float, generator):
+    """The batch-1 generation loop of the reference models: `first()` gives the logits [V] of the first new
+    token, `step(tok)` those after `tok`. Yields token ids: end_id ends (not yielded), a stop id is yielded
+    and ends, at most max_new_tokens (TensorRT-LLM's end_id / stop-word rules)."""
+    if max_new_tokens == 0:
+        return
+    row = first()
+    for i in range(max_new_tokens):
+        tok = sample_token(row, temperature, top_k, top_p, generator)
+        if tok == end_id:
+            return
+        yield tok
+        if tok in stop or i + 1 == max_new_tokens:
+            return
+        row = step(tok)

@@ -375,6 +375,24 @@ def _facts_from_manifest(man: dict[str, Any]):
                        paged_context_fmha=False)
 
 
+def _check_multimodal(c: _Checker) -> None:
+    """The files the multimodal python models read: multimodal.json (both preprocessing and BLS name it)
+    and, for the CPU stand-in, the vision encoder's ONNX file."""
+    for model in ("preprocessing", "tensorrt_llm_bls"):
+        cfg = c.cfgs.get(model)
+        value = _params(cfg).get("multimodal_config", "") if cfg is not None else ""
+        path = c._resolve(value)
+        if cfg is not None and (path is None or not path.is_file()):
+            c.add(f"{model}/config.pbtxt", 'parameters["multimodal_config"]', f"{value!r} is not a file",
+                  'set it to "preprocessing/multimodal.json" (written by glmtrt repo) or regenerate')
+    vision = c.cfgs.get("vision_encoder")
+    if vision is not None and vision.backend == "python":
+        onnx = c._resolve(_params(vision).get("onnx_path", ""))
+        if onnx is None or not onnx.is_file():
+            c.add("vision_encoder/config.pbtxt", 'parameters["onnx_path"]', f"{_params(vision).get('onnx_path')!r} "
+                  "is not a file", "point it at vision/encoder.onnx of the converted dir (glmtrt convert)")
+
+
 def repository_models(manifest: dict[str, Any]) -> tuple[str, ...]:
     """The models a repository must hold: the five text models, plus vision_encoder when multimodal."""
     return (*MODELS, "vision_encoder") if manifest.get("multimodal") else MODELS
@@ -401,6 +419,8 @@ def check_repository(repo: str | Path, *, engine_dir: str | Path | None = None) 
     from glmtrt.triton.check_engine import check_instances
 
     check_instances(c)
+    if c.manifest.get("multimodal"):
+        _check_multimodal(c)
     tdir = (c.manifest.get("tokenizer") or {}).get("dir") or "preprocessing/tokenizer"
     if not (repo / tdir / "tokenizer.model").is_file():
         c.add(f"{tdir}/tokenizer.model", "(file)", "missing", "regenerate the repository (tokenizer files are copied in)")

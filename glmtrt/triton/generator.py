@@ -23,7 +23,9 @@ from glmtrt.checkpoint.atomic import atomic_output_dir, check_output_dir
 from glmtrt.errors import GlmtrtError
 from glmtrt.fileio import read_json_object, sha256_file
 from glmtrt.triton.contract import GUIDED_DECODING_BACKENDS, XGRAMMAR_INFO_FILE, tensor_names
-from glmtrt.triton.fragments import backend_parameters, fragments
+from glmtrt.triton.fragments import backend_parameters, fragments, multimodal_fragments
+from glmtrt.triton.multimodal import (MANIFEST_KEYS, TEXT_MODELS, multimodal_settings, render_vision, repo_models,
+                                      write_files)
 from glmtrt.triton.template import Raw, render_template
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ REPO_MANIFEST = "glmtrt_repo.json"
 # root dir for a model and fails "failed to load all models" (hidden dirs too; verified).
 TOKENIZER_SUBDIR = "preprocessing/tokenizer"
 CHECKPOINT_SUBDIR = "tensorrt_llm/checkpoint"
-MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
+MODELS = TEXT_MODELS
 #: python models and the glmtrt module implementing each (R2: glmtrt/triton/pymodels/*).
 PYTHON_MODULES = {
     "preprocessing": "glmtrt.triton.pymodels.preprocessing",
@@ -221,14 +223,8 @@ def resolve_settings(opts: RepoOptions, facts: EngineFacts) -> dict[str, Any]:
     engine_path = opts.engine_path or str(facts.dir)
     names = tensor_names(facts.toolchain if facts.kind == "gpu" else TRTLLM_TARGET_VERSION)
     guided, info_path = _guided_decoding(opts, facts, names["contract"])
-    from glmtrt.triton import multimodal
-
-    mm_dir = multimodal.converted_dir(facts.dir, facts.kind)
-    if mm_dir is None and any(v is not None for v in (opts.max_images, opts.max_pixels, opts.min_pixels)):
-        raise GlmtrtError("--max-images / --max-pixels / --min-pixels apply to GLM-4.1V (multimodal) sources only",
-                          fix="drop them for a text model")
     return {
-        "multimodal": multimodal.resolve(opts, facts, mm_dir) if mm_dir is not None else None,
+        "multimodal": multimodal_settings(opts, facts),
         "pace_ttft_ms": float(opts.pace_ttft_ms), "pace_itl_ms": float(opts.pace_itl_ms),
         "max_batch_size": mbs, "decoupled": opts.decoupled,
         "max_queue_delay_microseconds": opts.max_queue_delay_microseconds, "max_queue_size": opts.max_queue_size,
@@ -272,8 +268,6 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
     """config.pbtxt text per model, from the resolved settings `s`."""
     names = {k: s[k] for k in ("min_tokens_tensor", "seed_tensor")}
     requests = {k: s.get(k, s[k.replace("_request", "_tensor")]) for k in ("min_tokens_request", "seed_request")}
-    from glmtrt.triton.fragments import multimodal_fragments
-
     frag = {**fragments(s), **multimodal_fragments(s)}
     io = Raw(render_template("tensorrt_llm_io.pbtxt", {
         **names, "logits_datatype": s["logits_datatype"],
@@ -304,9 +298,7 @@ def render_configs(s: dict[str, Any], facts: EngineFacts, checkpoint_param: str)
             "mm_params": frag["mm_params"], "mm_bls_outputs": frag["mm_bls_outputs"]}),
     }
     if s.get("multimodal"):
-        from glmtrt.triton.multimodal import VISION_MODEL, render_vision
-
-        out[VISION_MODEL] = render_vision(s["multimodal"], facts.kind)
+        out["vision_encoder"] = render_vision(s["multimodal"], facts.kind)
     if facts.kind == "gpu":
         out["tensorrt_llm"] = render_template("tensorrt_llm.pbtxt", {
             **common, **queue, "decoupled": s["decoupled"], "io": io,
@@ -376,10 +368,7 @@ def generate_repository(opts: RepoOptions) -> Path:
             elif model == "ensemble":
                 (tmp / model / "1" / ".keep").write_text("", encoding="utf-8")  # Triton needs the version dir
         if settings["multimodal"]:
-            from glmtrt.triton import multimodal
-
-            multimodal.write_files(tmp, settings["multimodal"], facts.kind,
-                                   shim_source("glmtrt.triton.pymodels.vision_encoder"))
+            write_files(tmp, settings["multimodal"], facts.kind, shim_source("glmtrt.triton.pymodels.vision_encoder"))
         manifest = repo_manifest(settings, facts, tok, checkpoint_param)
         (tmp / REPO_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if facts.kind == "gpu":
@@ -410,9 +399,7 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
         "requires": f"glmtrt=={__version__}",
         "trtllm_contract": s.get("contract") or ("1.2" if s["min_tokens_tensor"] == "min_tokens" else "0.13"),
         "models": repo_models(s),
-        **({"multimodal": {k: s["multimodal"]["facts"][k] for k in ("max_images", "min_pixels", "max_pixels",
-                                                                      "image_token_id", "table_dtype")}}
-           if s.get("multimodal") else {}),
+        **({"multimodal": {k: s["multimodal"]["facts"][k] for k in MANIFEST_KEYS}} if s.get("multimodal") else {}),
         "engine": engine,
         "tokenizer": {"kind": tok.name, "dir": TOKENIZER_SUBDIR, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
                       "stop_ids": list(tok.stop_ids), "vocab_size": tok.vocab_size},
@@ -425,11 +412,6 @@ def repo_manifest(s: dict[str, Any], facts: EngineFacts, tok, checkpoint_param: 
            if s.get("xgrammar_tokenizer_info_path") else {}),
         "settings": {k: s[k] for k in sorted(s)},
     }
-
-
-def repo_models(s: dict[str, Any]) -> list[str]:
-    """The models of a repository with settings `s` (vision_encoder in multimodal repositories)."""
-    return [*MODELS, "vision_encoder"] if s.get("multimodal") else list(MODELS)
 
 
 def _publish_modes(root: Path) -> None:

@@ -25,6 +25,25 @@ MM_CONFIG = "preprocessing/multimodal.json"
 TABLE_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16"}
 #: default images per request of the CPU stand-in (a GPU repository takes the vision engine's max_images)
 REFERENCE_MAX_IMAGES = 1
+#: the multimodal facts copied into glmtrt_repo.json
+MANIFEST_KEYS = ("max_images", "min_pixels", "max_pixels", "image_token_id", "table_dtype")
+TEXT_MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
+
+
+def repo_models(s: dict[str, Any]) -> list[str]:
+    """The models of a repository with settings `s` (vision_encoder in multimodal repositories)."""
+    return [*TEXT_MODELS, VISION_MODEL] if s.get("multimodal") else list(TEXT_MODELS)
+
+
+def multimodal_settings(opts, facts) -> dict[str, Any] | None:
+    """settings["multimodal"] of `glmtrt repo` (None for a text model, whose options must not name images)."""
+    ckpt = converted_dir(facts.dir, facts.kind)
+    if ckpt is None:
+        if any(v is not None for v in (opts.max_images, opts.max_pixels, opts.min_pixels)):
+            raise GlmtrtError("--max-images / --max-pixels / --min-pixels apply to GLM-4.1V (multimodal) sources only",
+                              fix="drop them for a text model")
+        return None
+    return resolve(opts, facts, ckpt)
 
 
 def converted_dir(source: Path, kind: str) -> Path | None:

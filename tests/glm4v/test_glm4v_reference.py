@@ -131,3 +131,30 @@ def test_prepare_errors(ref):
         ref.prepare([BOI, IMAGE, EOI, BOI, IMAGE, EOI], [img, img], max_images=1)
     with pytest.raises(GlmtrtError, match="image placeholder"):
         ref.prepare([1, 2, 3], [img])
+
+
+def test_engine_step_interface_matches_forward(ref):
+    """prefill (rotary from the request's mrope_rotary_cos_sin table, as the engine reads it) + batched decode
+    (position = cache length + rope delta) give the logits of forward() with a past, row for row, and a row does
+    not depend on what else is in the batch (the CPU stand-in's in-flight batching)."""
+    from glmtrt.models.glm4v.positions import mrope_table
+
+    img = _img(84, 112, seed=5)
+    p = ref.prepare([1, BOI, IMAGE, EOI, 9, 11], [img])
+    table = mrope_table(p.positions, ref.rotary_dim, ref.theta, ref.section, ref.max_positions)
+    want, past = ref.prompt_forward(p)
+    cache = ref.new_cache(64)
+    got = ref.prefill(p.input_ids, cache, prompt_table=p.prompt_table, mrope_rotary_cos_sin=table.numpy(),
+                      rope_delta=p.rope_delta)
+    assert (got - want[0]).abs().max().item() <= 1e-5
+    text_cache = ref.new_cache(64)
+    ref.prefill(TEXT, text_cache)
+    alone_cache = ref.new_cache(64)
+    ref.prefill(p.input_ids, alone_cache, prompt_table=p.prompt_table, mrope_rotary_cos_sin=table.numpy(),
+                rope_delta=p.rope_delta)
+    for tok in (5, 17, 3):
+        step_want, past = ref.forward([[tok]], past, rope_delta=p.rope_delta)
+        both = ref.decode([tok, tok], [cache, text_cache])
+        alone = ref.decode([tok], [alone_cache])
+        assert (both[0] - step_want[0, -1]).abs().max().item() <= 1e-5
+        assert torch.equal(both[0], alone[0])

@@ -106,14 +106,9 @@ def facts(mm_repo):
 
 
 @pytest.fixture(scope="module")
-def mm_server(mm_repo):
-    pytest.importorskip("tritonclient.grpc")
-    from glmtrt.triton.server import TritonServer
-
-    if os.uname().machine != "x86_64":
-        pytest.skip("nvidia-pytriton's tritonserver is x86_64 only")
-    with TritonServer(mm_repo, ready_timeout=240) as srv:
-        yield srv
+def repo(mm_repo):
+    """The repository that conftest's module-scoped `server` fixture serves here."""
+    return mm_repo
 
 
 def expected_tokens(model, tok, facts, text: str, images: list[bytes], *, chat: bool = True) -> list[int]:
@@ -205,34 +200,34 @@ def test_repository_is_valid_and_multimodal(mm_repo, facts):
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("stream", [True, False])
-def test_image_greedy_equals_transformers(mm_server, mm_model, mm_tok, facts, model, stream):
+def test_image_greedy_equals_transformers(server, mm_model, mm_tok, facts, model, stream):
     _, tok = mm_tok
     want = expected_tokens(mm_model[0], tok, facts, "这张图里有什么？", IMAGES[:1])
-    pieces, _ = run(_request(mm_server.grpc_url, model, "这张图里有什么？", IMAGES[:1], stream=stream))
+    pieces, _ = run(_request(server.grpc_url, model, "这张图里有什么？", IMAGES[:1], stream=stream))
     assert want and "".join(pieces) == tok.decode(want)
     if stream:  # UTF-8-safe streaming: the pieces are the full decode cut at character boundaries
         assert len(pieces) > 1 and "".join(pieces).count("\ufffd") == tok.decode(want).count("\ufffd")
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_text_only_request_and_chinese_stream(mm_server, mm_model, mm_tok, facts, model):
+def test_text_only_request_and_chinese_stream(server, mm_model, mm_tok, facts, model):
     """No images: the M-RoPE inputs still go to the engine (text positions, delta 0)."""
     _, tok = mm_tok
     prompt = "你好，请用中文回答：今天天气怎么样？"
     want = expected_tokens(mm_model[0], tok, facts, prompt, [])
-    pieces, _ = run(_request(mm_server.grpc_url, model, prompt, None, stream=True))
-    full, _ = run(_request(mm_server.grpc_url, model, prompt, [], stream=False))
+    pieces, _ = run(_request(server.grpc_url, model, prompt, None, stream=True))
+    full, _ = run(_request(server.grpc_url, model, prompt, [], stream=False))
     assert want and "".join(pieces) == full[0] == tok.decode(want)
     assert any("\u4e00" <= c <= "\u9fff" for c in full[0])   # Chinese characters arrived intact
 
 
-def test_sixteen_concurrent_image_requests(mm_server, mm_model, mm_tok, facts):
+def test_sixteen_concurrent_image_requests(server, mm_model, mm_tok, facts):
     _, tok = mm_tok
     want = {k: tok.decode(expected_tokens(mm_model[0], tok, facts, "描述图片", [IMAGES[k]])) for k in range(len(IMAGES))}
     jobs = [(MODELS[i % 2], i % len(IMAGES), bool(i % 3)) for i in range(16)]
 
     async def all_requests():
-        return await asyncio.gather(*(_request(mm_server.grpc_url, m, "描述图片", [IMAGES[k]], stream=s)
+        return await asyncio.gather(*(_request(server.grpc_url, m, "描述图片", [IMAGES[k]], stream=s)
                                       for m, k, s in jobs))
 
     results = run(all_requests())
@@ -240,9 +235,9 @@ def test_sixteen_concurrent_image_requests(mm_server, mm_model, mm_tok, facts):
         assert "".join(pieces) == want[k], (m, k, s)
 
 
-def test_bad_images_fail_alone_and_server_stays_healthy(mm_server, mm_model, mm_tok, facts):
+def test_bad_images_fail_alone_and_server_stays_healthy(server, mm_model, mm_tok, facts):
     _, tok = mm_tok
-    url = mm_server.grpc_url
+    url = server.grpc_url
     bad = {"corrupt": [IMAGES[0][:60]], "not an image": [b"hello, I am not a PNG"],
            "too many": IMAGES[:MAX_IMAGES + 1]}
     for model in MODELS:
@@ -265,7 +260,7 @@ def test_bad_images_fail_alone_and_server_stays_healthy(mm_server, mm_model, mm_
     text = "左<|begin_of_image|><|image|><|end_of_image|>右"
     pieces, _ = run(_request(url, "ensemble", text, IMAGES[1:2], stream=False, chat=False))
     assert "".join(pieces) == tok.decode(expected_tokens(mm_model[0], tok, facts, text, IMAGES[1:2], chat=False))
-    assert mm_server.health() is None
+    assert server.health() is None
 
 
 def test_gpu_multimodal_repository_and_serve_command(tmp_path, mm_model, mm_tok):
@@ -297,3 +292,39 @@ def test_gpu_multimodal_repository_and_serve_command(tmp_path, mm_model, mm_tok)
         generate_repository(RepoOptions(source=eng, tokenizer=mm_tok[0], output=tmp_path / "r2", max_images=2))
     cmd = " ".join(gpu_command(repo, http_port=8000, grpc_port=8001, metrics_port=8002, image="glmtrt:rtx4090"))
     assert f"{eng}:/engines/autoglm:ro" in cmd and "glmtrt:rtx4090" in cmd
+
+
+def test_check_finds_broken_multimodal_repository(tmp_path, mm_repo):
+    import shutil
+
+    from glmtrt.triton.check import check_repository
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mm_repo, broken)
+    (broken / "preprocessing" / "multimodal.json").unlink()
+    cfg = broken / "tensorrt_llm" / "config.pbtxt"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('name: "mrope_position_deltas"  data_type: TYPE_INT64',
+                                                           'name: "mrope_position_deltas"  data_type: TYPE_INT32'))
+    shutil.rmtree(broken / "vision_encoder")
+    problems = [str(p) for p in check_repository(broken)]
+    assert any("multimodal_config" in p and "preprocessing/config.pbtxt" in p for p in problems)
+    assert any("mrope_position_deltas" in p and "TYPE_INT32" in p for p in problems)
+    assert any(p.startswith("vision_encoder/config.pbtxt: (file): missing") for p in problems)
+
+
+def test_cli_repo_and_check(tmp_path, mm_model, mm_tok):
+    from click.testing import CliRunner
+
+    from glmtrt.cli import main
+
+    out = tmp_path / "cli-repo"
+    res = CliRunner().invoke(main, ["repo", str(mm_model[1]), "--engine", "reference", "--tokenizer", str(mm_tok[0]),
+                                    "-o", str(out), "--max-images", "3", "--max-pixels", "50000"])
+    assert res.exit_code == 0, res.output
+    facts = json.loads((out / "preprocessing" / "multimodal.json").read_text(encoding="utf-8"))
+    assert facts["max_images"] == 3 and facts["max_pixels"] == 50000
+    check = CliRunner().invoke(main, ["repo", "--check", str(out)])
+    assert check.exit_code == 0 and "6 models" in check.output, check.output
+    bad = CliRunner().invoke(main, ["repo", str(mm_model[1]), "--engine", "reference", "--tokenizer", str(mm_tok[0]),
+                                    "-o", str(tmp_path / "x"), "--max-pixels", "10"])
+    assert bad.exit_code == 2 and "--max-pixels" in bad.output

@@ -69,16 +69,19 @@ def prompt_ids_with_images(tok, text: str, n_images: int, facts: MultimodalFacts
                            messages: str | None, add_special_tokens: bool) -> list[int]:
     """Prompt ids holding one image slot per image (see module docstring and docs/INTERFACES.md).
 
-    Chat: the earlier turns with the tokenizer's chat format, then the new user turn `<|user|>` "\\n"
-    images text, then `<|assistant|>` (the GLM-4.1V template renders image parts before the text;
-    text segments are tokenized apart from the special tokens, as HF tokenizes the rendered template).
-    Plain: `text_input` split at IMAGE_PLACEHOLDER (one per image) or, with none, the images first.
+    Chat (text-only requests too): the GLM-4.1V chat template (zai-org/GLM-4.1V-9B-Thinking
+    chat_template, rendered with HF's trim_blocks / lstrip_blocks): `[gMASK]<sop>`, earlier turns as
+    `<|role|>` "\\n" content (the tokenizer's GLM-4 format), the new user turn `<|user|>` "\\n", one
+    `<|begin_of_image|><|image|><|end_of_image|>` per image part, the text, then the generation prompt
+    `<|assistant|>` "\\n". Text between special tokens is tokenized as one segment, as HF tokenizes the
+    rendered string. Plain: `text_input` split at IMAGE_PLACEHOLDER (one per image) or, with none, the
+    images first.
     """
     from glmtrt.errors import GlmtrtError
     from glmtrt.triton.pymodels.textproc import parse_messages, prompt_ids
 
     slot = image_ids(facts)
-    if n_images == 0:
+    if n_images == 0 and not (chat or messages is not None):
         return prompt_ids(tok, text, chat=chat, messages=messages, add_special_tokens=add_special_tokens)
     if IMAGE_PLACEHOLDER in text and (chat or messages is not None):
         raise RequestError(f"text_input holds {IMAGE_PLACEHOLDER!r} with the chat template; the chat template "
@@ -89,8 +92,15 @@ def prompt_ids_with_images(tok, text: str, n_images: int, facts: MultimodalFacts
             head = tok.build_chat_ids(history, add_generation_prompt=False) if history else list(tok.prefix_ids)
         except GlmtrtError as exc:
             raise RequestError(f"bad chat messages: {exc}") from exc
-        turn = [tok.special_tokens["<|user|>"]] + tok.encode("\n") + slot * n_images + (tok.encode(text) if text else [])
-        return head + turn + [tok.special_tokens["<|assistant|>"]]
+        if not text and not n_images:
+            if not history:
+                raise RequestError("text_input is empty and there are no messages: nothing to answer")
+            turn = []
+        elif n_images:
+            turn = [tok.special_tokens["<|user|>"]] + tok.encode("\n") + slot * n_images + (tok.encode(text) if text else [])
+        else:
+            turn = [tok.special_tokens["<|user|>"]] + tok.encode("\n" + text)
+        return head + turn + [tok.special_tokens["<|assistant|>"]] + tok.encode("\n")
     parts = text.split(IMAGE_PLACEHOLDER)
     found = len(parts) - 1
     if found not in (0, n_images):
