@@ -10,10 +10,24 @@ from click.testing import CliRunner
 
 from glmtrt.cli import main
 from tests.triton.test_multimodal import (IMAGES, MAX_TOKENS, expected_tokens, facts, mm_model, mm_repo,  # noqa: F401
-                                          mm_server, mm_tok)
+                                          mm_tok)
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 PROMPT = "这张截图里有什么？"
+
+
+@pytest.fixture(scope="module")
+def mm_server(mm_repo):  # noqa: F811
+    """One real CPU Triton serving the tiny multimodal repository for this module."""
+    pytest.importorskip("tritonclient.grpc")
+    import os
+
+    from glmtrt.triton.server import TritonServer
+
+    if os.uname().machine != "x86_64":
+        pytest.skip("nvidia-pytriton's tritonserver is x86_64 only")
+    with TritonServer(mm_repo, ready_timeout=240) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
