@@ -18,7 +18,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("build/quality"))
     ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: a tiny model on a shared 2-core box is >10x slower with 2)")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = args.out / "tiny-glm"
     t0 = time.time()

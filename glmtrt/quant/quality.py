@@ -27,6 +27,8 @@ CONFIGS = (
     ("int4 RTN g64", "int4-awq", {"group_size": 64, "awq_search": False}),
     ("int4-awq g128", "int4-awq", {"group_size": 128}),
     ("int4 RTN g128", "int4-awq", {"group_size": 128, "awq_search": False}),
+    ("fp8", "fp8", {}),
+    ("fp8 + FP8 KV", "fp8", {"fp8_kv_cache": True}),
 )
 
 

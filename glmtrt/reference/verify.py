@@ -69,13 +69,13 @@ TOLERANCES = {
     "int8-kv": Tolerance(atol=1e-2, rtol=3e-2, min_cosine=0.9997, min_top1=0.95),
     # INT4-AWQ group 16 on the tiny models (AWQ or RTN scales): cosine 0.967, top-1 79%; as int4-wo.
     "int4-awq": Tolerance(atol=1e-1, rtol=1.0, min_cosine=0.90, min_top1=0.50),
-    # FP8 per-tensor W8A8 (+/- FP8 KV cache), fp16 and bf16, seeds 0-4, both formats, tp 1/2:
-    # e4m3 keeps 3 mantissa bits (relative rounding error up to 1/16 on every weight and input),
-    # so it is coarser than per-channel int8 on these Gaussian models: max_abs/scale 0.12,
-    # cosine 0.9911, top-1 88.7%, KL 2.3e-3.
-    "fp8": Tolerance(atol=1e-2, rtol=0.35, min_cosine=0.97, min_top1=0.70),
-    # float weights + FP8 KV cache only: 1.5e-2, 0.99985, 98.4%, KL 1.2e-5.
-    "fp8-kv": Tolerance(atol=1e-2, rtol=5e-2, min_cosine=0.9995, min_top1=0.93),
+    # FP8 per-tensor W8A8 (+/- FP8 KV cache), fp16 and bf16, seeds 0-4, both formats, tp 1/2, 8 x 32
+    # random-token calibration: e4m3 keeps 3 mantissa bits (relative rounding error up to 1/16 on
+    # every weight and input), coarser than per-channel int8 on these Gaussian models. Worst:
+    # max_abs/scale 0.166, cosine 0.9881, top-1 87.1%, KL 2.1e-3.
+    "fp8": Tolerance(atol=1e-2, rtol=0.5, min_cosine=0.96, min_top1=0.70),
+    # float weights (fp16 / bf16) + FP8 KV cache only: 3.0e-2, 0.99909, 97.6%, KL 8.8e-5.
+    "fp8-kv": Tolerance(atol=1e-2, rtol=9e-2, min_cosine=0.997, min_top1=0.90),
 }
 _WEIGHT_ONLY_KEYS = {"W8A16": "int8-wo", "W4A16": "int4-wo",
                      "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN": "int8-sq",
