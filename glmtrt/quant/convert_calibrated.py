@@ -97,7 +97,7 @@ def layer_plan(groups: tuple[SmoothGroup, ...], float_rows: list, dtype: torch.d
 
 
 def quantize_layer(weights: dict, stats: dict, groups: tuple[SmoothGroup, ...], alpha: float,
-                   per_channel: bool, per_token: bool, int8_kv: bool, sq: bool = True) -> dict:
+                   per_channel: bool, per_token: bool, int8_kv: bool, sq: bool = True, smooth: bool = True) -> dict:
     """Smooth + quantize one layer's float tensors (full layout) into the checkpoint tensors."""
     res = dict(weights)
     for g in groups:
@@ -105,7 +105,8 @@ def quantize_layer(weights: dict, stats: dict, groups: tuple[SmoothGroup, ...], 
         x_amax, y_amax = stats[(g.linear, "x")], stats[(g.linear, "y")]
         if not sq:
             continue
-        s = SQ.smoothing_scales(x_amax, [w], alpha)
+        # smooth=False: plain W8A8 (s = 1). NB alpha 0 is not that: s = 1 / max|W| per input channel
+        s = SQ.smoothing_scales(x_amax, [w], alpha) if smooth else torch.ones_like(x_amax, dtype=torch.float32)
         if g.norm:
             res[f"{g.norm}.weight"] = weights[f"{g.norm}.weight"].float() / s
             if f"{g.norm}.bias" in weights:
@@ -126,7 +127,7 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
                        tp_size: int = 1, precision: str = "int8-sq", sq_variant: str = "per-channel-per-token",
                        alpha: float = 0.5, int8_kv_cache: bool = False, fp8_kv_cache: bool = False,
                        calib: CalibOptions = CalibOptions(),
-                       group_size: int = 128, awq_search: bool = True,
+                       group_size: int = 128, awq_search: bool = True, smooth: bool = True,
                        chatglm_version: str | None = None, allow_pickle: bool = False, force: bool = False,
                        progress: bool = True) -> Path:
     """Calibrate and write an int8-sq / int4-awq / fp8 checkpoint (or a float one with a calibrated
@@ -208,7 +209,7 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
                 hidden, stats = calibrator.run(layer, hidden)
                 tensors = awq_quantize_layer(layer, stats, groups, group_size, awq_search, report) if awq else \
                     FP8.fp8_quantize_layer(layer, stats, groups) if fp8 else \
-                    quantize_layer(layer, stats, groups, alpha, per_channel, per_token, kv == "int8", sq)
+                    quantize_layer(layer, stats, groups, alpha, per_channel, per_token, kv == "int8", sq, smooth)
                 if kv == "fp8":
                     tensors["attention.kv_cache_scaling_factor"] = FP8.kv_cache_scale(stats[("attention.kv", "amax")])
                 for rel, dt, _shape, kind in plans[i]:
@@ -223,7 +224,7 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
             raise
         write_checkpoint_meta(tmp, config, hashes, ckpt, entry, spec, {
             **asdict(options), "precision": precision, "sq_variant": sq_variant if sq else None,
-            "smoothquant_alpha": alpha, "calibration": asdict(calib),
+            "smoothquant_alpha": alpha if smooth else None, "calibration": asdict(calib),
             **({"group_size": group_size, "awq_search": awq_search,
                 "awq_alpha": {k: [round(a, 3) for a, _, _ in v] for k, v in report.items()}} if awq else {})})
     log.info("wrote %s (%d rank file(s))", out, tp_size)

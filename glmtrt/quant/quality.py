@@ -20,7 +20,8 @@ CONFIGS = (
     ("int8-wo", "int8-wo", None),
     ("int4-wo", "int4-wo", None),
     ("int8-sq a=0.5", "int8-sq", {"alpha": 0.5}),
-    ("int8-sq a=0 (plain W8A8)", "int8-sq", {"alpha": 0.0}),
+    ("int8-sq a=0", "int8-sq", {"alpha": 0.0}),       # s = 1/max|W|: NOT unsmoothed (SmoothQuant eq. 4)
+    ("int8-sq no smoothing (plain W8A8)", "int8-sq", {"smooth": False}),
     ("int8-sq a=0.5 + INT8 KV", "int8-sq", {"alpha": 0.5, "int8_kv_cache": True}),
     ("int8-sq a=0.5 static per-tensor", "int8-sq", {"alpha": 0.5, "sq_variant": "per-tensor"}),
     ("int4-awq g64", "int4-awq", {"group_size": 64}),
