@@ -203,3 +203,18 @@ def test_t4_refuses_an_fp8_checkpoint_and_builds_nothing(tiny_src, calib_file, t
     assert not [p for p in tmp_path.iterdir() if "eng" in p.name]
     res = CliRunner().invoke(main, ["build", str(ckpt), "-o", str(tmp_path / "eng"), "--gpu", "rtx4090", "--dry-run"])
     assert res.exit_code == 0 and "--use_fp8_context_fmha enable" in res.output, res.output
+
+
+def test_planner_counts_the_fp8_checkpoint_bytes(tiny_src, calib_file, tmp_path):
+    """plan: 1 byte per linear weight + two f32 scales per linear, model dtype for the rest — equal to
+    the bytes of the tensors convert writes; the FP8 KV cache is 1 byte per element."""
+    from glmtrt.build.inputs import dims_from_trtllm_config
+    from glmtrt.build.planner import _kv_dtype_bytes, weight_bytes
+
+    out = _fp8(tiny_src, tmp_path / "o", calib_file, dtype="float16")
+    cfg = json.loads((out / "config.json").read_text())
+    dims = dims_from_trtllm_config(cfg, "tiny")
+    written = sum(t.numel() * t.element_size() for t in _read(out / "rank0.safetensors").values())
+    assert weight_bytes(dims, "fp8") == written
+    assert weight_bytes(dims, "fp8") < weight_bytes(dims, "fp16")
+    assert _kv_dtype_bytes("fp8", "fp8") == 1 and _kv_dtype_bytes("fp8", "auto") == 2     # bf16/fp16 cache
