@@ -170,6 +170,8 @@ def weight_bytes(dims: ModelDims, precision: str, tp_size: int = 1) -> int:
         linear += dims.linear_out_channels() / tp_size * _PER_CHANNEL_SCALES[precision]
     if precision == "int4-awq":
         linear += dims.linear_params() / AWQ_GROUP / tp_size * 2
+    if precision == "fp8":      # FP8Linear: weights_scaling_factor + activation_scaling_factor, f32 (1,) each
+        linear += dims.num_layers * 4 * 2 * 4
     h = dims.hidden_size
     embedding = dims.vocab_size * h * base                 # replicated on every rank
     lm_head = dims.vocab_size * h * base / tp_size

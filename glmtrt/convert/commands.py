@@ -81,7 +81,6 @@ def inspect_cmd(model_dir: Path, chatglm_version: str | None, as_json: bool) -> 
 PRECISIONS = {"fp16": ("float16", None), "bf16": ("bfloat16", None), "fp32": ("float32", None),
               "int8-wo": ("float16", "int8-wo"), "int4-wo": ("float16", "int4-wo"),
               "int8-sq": ("float16", "int8-sq"), "fp8": ("bfloat16", "fp8"), "int4-awq": ("float16", "int4-awq")}
-_NOT_YET = ("fp8",)
 
 
 @click.command("convert")
@@ -90,7 +89,7 @@ _NOT_YET = ("fp8",)
               help="Output TensorRT-LLM checkpoint directory (e.g. convert/chatglm3-6b-fp16).")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
               help="fp16 bf16 fp32 (float), int8-wo int4-wo (weight-only, quantized by trtllm-build), "
-                   "int8-sq (SmoothQuant W8A8) and int4-awq (AWQ W4A16), calibrated here; fp8: not implemented yet.")
+                   "int8-sq (SmoothQuant W8A8), int4-awq (AWQ W4A16) and fp8 (per-tensor e4m3 W8A8, sm89+), calibrated here.")
 @click.option("--quant", type=click.Choice(["int8-wo", "int4-wo", "int8-sq", "fp8", "int4-awq"]), default=None,
               help="Alias of --precision for the quantized precisions.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
@@ -108,6 +107,7 @@ _NOT_YET = ("fp8",)
 @click.option("--awq-search/--no-awq-search", default=True, show_default=True,
               help="int4-awq: search the AWQ activation-aware scales (off: round-to-nearest groupwise INT4).")
 @click.option("--int8-kv-cache", is_flag=True, help="INT8 KV cache (calibrated kv_cache_scaling_factor).")
+@click.option("--fp8-kv-cache", is_flag=True, help="FP8 KV cache (calibrated kv_cache_scaling_factor; sm89+).")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
               help="Calibration texts: .jsonl ({\"text\"} or {\"input_ids\"} per line) or .txt (one per line). "
                    "Default: the built-in Chinese + English prompts.")
@@ -123,7 +123,7 @@ _NOT_YET = ("fp8",)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str | None, dtype: str | None,
                 tp_size: int, smoothquant_alpha: float, sq_variant: str, group_size: str, awq_search: bool,
-                int8_kv_cache: bool,
+                int8_kv_cache: bool, fp8_kv_cache: bool,
                 calib_data: Path | None, calib_dataset: str | None, calib_samples: int, calib_seq_len: int,
                 calib_seed: int, device: str, kv_cache_dtype: str | None, chatglm_version: str | None,
                 allow_pickle: bool, force: bool, no_progress: bool) -> None:
@@ -135,36 +135,34 @@ def convert_cmd(model_dir: Path, output: Path, precision: str | None, quant: str
     precision = precision or quant or {"bfloat16": "bf16", "float32": "fp32"}.get(dtype or "", "fp16")
     default_dtype, q = PRECISIONS[precision]
     dtype = dtype or default_dtype
-    if precision in _NOT_YET:
-        raise GlmtrtError(f"--precision {precision} is not implemented yet",
-                          expected="fp16, bf16, fp32, int8-wo, int4-wo, int8-sq or int4-awq",
-                          fix="use int8-sq (SmoothQuant W8A8) or a weight-only precision for now")
-    if kv_cache_dtype == "fp8":
-        raise GlmtrtError("--kv-cache-dtype fp8 is not implemented yet", expected="--int8-kv-cache")
     int8_kv_cache = int8_kv_cache or kv_cache_dtype == "int8"
+    fp8_kv_cache = fp8_kv_cache or kv_cache_dtype == "fp8"
     if not 0.0 <= smoothquant_alpha <= 1.0:
         raise GlmtrtError(f"--smoothquant-alpha {smoothquant_alpha}", expected="a value in [0, 1]")
-    if q in ("int8-wo", "int4-wo") and int8_kv_cache:
-        raise GlmtrtError(f"--int8-kv-cache with {precision}", expected="a float precision or int8-sq",
+    if q in ("int8-wo", "int4-wo") and (int8_kv_cache or fp8_kv_cache):
+        raise GlmtrtError(f"--{'int8' if int8_kv_cache else 'fp8'}-kv-cache with {precision}",
+                          expected="a float precision, int8-sq (INT8 KV) or fp8 (FP8 KV)",
                           fix="weight-only checkpoints are quantized at build; use int8-sq for a calibrated KV cache")
-    if precision in ("int8-sq", "int4-awq") or int8_kv_cache:
+    if precision in ("int8-sq", "int4-awq", "fp8") or int8_kv_cache or fp8_kv_cache:
         from glmtrt.models.registry import load_model
         from glmtrt.quant.calibrate import CalibOptions
         from glmtrt.quant.convert_calibrated import convert_calibrated
 
         entry, _ = load_model(model_dir, chatglm_version)
         if entry.smoothing_groups is None:
-            raise GlmtrtError(f"--precision {precision}{' / --int8-kv-cache' if int8_kv_cache else ''} is not "
+            raise GlmtrtError(f"--precision {precision}{' / a calibrated KV cache' if int8_kv_cache or fp8_kv_cache else ''} is not "
                               f"available for the {entry.family} family yet",
                               expected="fp16, bf16, fp32, int8-wo or int4-wo for this model",
                               fix="use a weight-only precision (int8-wo / int4-wo)")
         calib = CalibOptions(calib_samples, calib_seq_len, calib_seed, device=device,
                              calib_data=str(calib_data) if calib_data else None, calib_dataset=calib_dataset)
-        log.info("convert %s -> %s precision=%s dtype=%s tp_size=%d alpha=%g variant=%s int8_kv=%s calib=%s",
-                 model_dir, output, precision, dtype, tp_size, smoothquant_alpha, sq_variant, int8_kv_cache, calib)
+        kv = "int8" if int8_kv_cache else "fp8" if fp8_kv_cache else None
+        log.info("convert %s -> %s precision=%s dtype=%s tp_size=%d alpha=%g variant=%s kv_cache=%s calib=%s",
+                 model_dir, output, precision, dtype, tp_size, smoothquant_alpha, sq_variant, kv, calib)
         out = convert_calibrated(model_dir, output, smoothing_groups=entry.smoothing_groups, dtype=dtype,
                                  tp_size=tp_size, precision=precision, sq_variant=sq_variant,
-                                 alpha=smoothquant_alpha, int8_kv_cache=int8_kv_cache, calib=calib,
+                                 alpha=smoothquant_alpha, int8_kv_cache=int8_kv_cache,
+                                 fp8_kv_cache=fp8_kv_cache, calib=calib,
                                  group_size=int(group_size), awq_search=awq_search,
                                  chatglm_version=chatglm_version, allow_pickle=allow_pickle, force=force,
                                  progress=not no_progress)

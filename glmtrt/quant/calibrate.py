@@ -52,7 +52,8 @@ class LayerCalibrator:
         return [torch.nn.functional.embedding(b.to(self.device), emb) for b in ids]
 
     def run(self, layer_weights: dict, hidden: Iterable) -> tuple[list, dict]:
-        """(next hidden states, {(linear, "x"|"y"): per-channel max|.|}) of one float layer.
+        """(next hidden states, {(linear, "x"|"y"): per-channel max|.|, ("attention.kv", "amax"):
+        max|K|, |V| of the cached post-rotary K and V}) of one float layer.
 
         layer_weights: the layer's TRT-LLM tensors (names relative to the layer, full TP=1 layout).
         """
@@ -75,5 +76,10 @@ class LayerCalibrator:
         with torch.inference_mode():
             for h in hidden:
                 positions, cos, sin = model.rotary(0, h.shape[1])
-                out.append(model.decoder_layer(layer, h, cos, sin, None, positions)[0])
+                nxt, (k, v) = model.decoder_layer(layer, h, cos, sin, None, positions)
+                out.append(nxt)
+                # what the KV cache holds: K after rotary and V (FP8 KV-cache scale, glmtrt.quant.fp8)
+                kv_amax = torch.maximum(k.abs().amax(), v.abs().amax()).float()
+                prev = stats.get(("attention.kv", "amax"))
+                stats[("attention.kv", "amax")] = kv_amax if prev is None else torch.maximum(prev, kv_amax)
         return out, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in stats.items()}

@@ -1,4 +1,4 @@
-"""Calibrated conversion (int8-sq, optional INT8 KV cache): HF checkpoint -> TensorRT-LLM 1.2.x checkpoint.
+"""Calibrated conversion (int8-sq, int4-awq, fp8; INT8 / FP8 KV cache): HF checkpoint -> TensorRT-LLM 1.2.x checkpoint.
 
 Layer by layer: the layer's float weights are materialised (full TP=1 layout, float32), the
 calibration activations run through it (glmtrt.quant.calibrate), the family's smoothing groups
@@ -97,7 +97,7 @@ def layer_plan(groups: tuple[SmoothGroup, ...], float_rows: list, dtype: torch.d
 
 
 def quantize_layer(weights: dict, stats: dict, groups: tuple[SmoothGroup, ...], alpha: float,
-                   per_channel: bool, per_token: bool, int8_kv: bool, sq: bool = True) -> dict:
+                   per_channel: bool, per_token: bool, int8_kv: bool, sq: bool = True, smooth: bool = True) -> dict:
     """Smooth + quantize one layer's float tensors (full layout) into the checkpoint tensors."""
     res = dict(weights)
     for g in groups:
@@ -105,7 +105,8 @@ def quantize_layer(weights: dict, stats: dict, groups: tuple[SmoothGroup, ...], 
         x_amax, y_amax = stats[(g.linear, "x")], stats[(g.linear, "y")]
         if not sq:
             continue
-        s = SQ.smoothing_scales(x_amax, [w], alpha)
+        # smooth=False: plain W8A8 (s = 1). NB alpha 0 is not that: s = 1 / max|W| per input channel
+        s = SQ.smoothing_scales(x_amax, [w], alpha) if smooth else torch.ones_like(x_amax, dtype=torch.float32)
         if g.norm:
             res[f"{g.norm}.weight"] = weights[f"{g.norm}.weight"].float() / s
             if f"{g.norm}.bias" in weights:
@@ -124,29 +125,39 @@ def quantize_layer(weights: dict, stats: dict, groups: tuple[SmoothGroup, ...], 
 
 def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dtype: str = "float16",
                        tp_size: int = 1, precision: str = "int8-sq", sq_variant: str = "per-channel-per-token",
-                       alpha: float = 0.5, int8_kv_cache: bool = False, calib: CalibOptions = CalibOptions(),
-                       group_size: int = 128, awq_search: bool = True,
+                       alpha: float = 0.5, int8_kv_cache: bool = False, fp8_kv_cache: bool = False,
+                       calib: CalibOptions = CalibOptions(),
+                       group_size: int = 128, awq_search: bool = True, smooth: bool = True,
                        chatglm_version: str | None = None, allow_pickle: bool = False, force: bool = False,
                        progress: bool = True) -> Path:
-    """Calibrate and write an int8-sq / int4-awq checkpoint (or a float one with an INT8 KV cache only)."""
+    """Calibrate and write an int8-sq / int4-awq / fp8 checkpoint (or a float one with a calibrated
+    INT8 / FP8 KV cache only)."""
     from tqdm import tqdm
 
     from glmtrt.quant.calib_data import resolve_calibration
 
+    from glmtrt.quant import fp8 as FP8
     from glmtrt.quant.awq_layer import awq_layer_plan, awq_quantize_layer
 
-    if precision not in ("int8-sq", "int4-awq", "fp16", "bf16", "fp32"):
+    if precision not in ("int8-sq", "int4-awq", "fp8", "fp16", "bf16", "fp32"):
         raise GlmtrtError(f"calibrated precision {precision!r}",
-                          expected="int8-sq, int4-awq (or a float dtype with --int8-kv-cache)")
-    awq = precision == "int4-awq"
-    if awq and int8_kv_cache:
-        raise GlmtrtError("--int8-kv-cache with int4-awq", expected="int4-awq alone, or int8-sq --int8-kv-cache")
+                          expected="int8-sq, int4-awq, fp8 (or a float dtype with --int8-kv-cache / --fp8-kv-cache)")
+    awq, fp8 = precision == "int4-awq", precision == "fp8"
+    if int8_kv_cache and fp8_kv_cache:
+        raise GlmtrtError("--int8-kv-cache and --fp8-kv-cache", expected="one KV-cache precision")
+    if awq and (int8_kv_cache or fp8_kv_cache):
+        raise GlmtrtError("a quantized KV cache with int4-awq", expected="int4-awq alone, or int8-sq --int8-kv-cache")
+    if fp8 and int8_kv_cache:
+        raise GlmtrtError("--int8-kv-cache with fp8", expected="fp8 --fp8-kv-cache (or int8-sq --int8-kv-cache)")
+    if precision == "int8-sq" and fp8_kv_cache:
+        raise GlmtrtError("--fp8-kv-cache with int8-sq", expected="int8-sq --int8-kv-cache, or fp8 --fp8-kv-cache")
+    kv = "int8" if int8_kv_cache else "fp8" if fp8_kv_cache else None
     if sq_variant not in SQ.SQ_ALGOS:
         raise GlmtrtError(f"--sq-variant {sq_variant}", expected=" | ".join(SQ.SQ_ALGOS))
     sq = precision == "int8-sq"
     alpha = SQ.check_alpha(alpha)
     check_output_dir(out, force)
-    options = ConvertOptions(dtype, tp_size, precision if (sq or awq) else None, "int8" if int8_kv_cache else None,
+    options = ConvertOptions(dtype, tp_size, precision if (sq or awq or fp8) else None, kv,
                              chatglm_version, allow_pickle)
     ckpt, entry, spec, rows, ctx, shapes, config = plan_conversion(src, options)
     algo = SQ.SQ_ALGOS[sq_variant] if sq else None
@@ -154,6 +165,8 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
     if awq:     # what a ModelOpt INT4-AWQ export declares (QuantConfig fields of 1.2)
         config["quantization"].update(quant_algo="W4A16_AWQ", group_size=group_size, pre_quant_scale=True,
                                       has_zero_point=False, exclude_modules=["lm_head"])
+    if fp8:     # quantization/quantize.py fp8_quantize; lm_head stays float (as ModelOpt exports it)
+        config["quantization"].update(quant_algo="FP8", exclude_modules=["lm_head"])
     # only non-default keys that the target releases' QuantConfig knows (it refuses unknown ones)
     config["quantization"] = quantization_block(config["quantization"])
     per_channel, per_token = SQ.sq_flags(algo) if sq else (False, False)
@@ -165,7 +178,8 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
     global_rows = [r for r in rows if not r.target.startswith("transformer.layers.")]
     per_layer = [[r for r in rows if r.target.startswith(L.format(i=i))] for i in range(spec.num_layers)]
     plans = [awq_layer_plan(groups, lr, tdtype, group_size, tp_size) if awq else
-             layer_plan(groups if sq else (), lr, tdtype, per_channel, per_token, int8_kv_cache, spec.qkv_rows)
+             FP8.fp8_layer_plan(groups, lr, tdtype, kv is not None) if fp8 else
+             layer_plan(groups if sq else (), lr, tdtype, per_channel, per_token, kv is not None, spec.qkv_rows)
              for lr in per_layer]
     entries = [[(r.target, tdtype, shapes[r.target][k]) for r in global_rows] for k in range(tp_size)]
     meta = {}
@@ -175,8 +189,9 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
             meta[name] = kind
             for k in range(tp_size):
                 entries[k].append((name, dt, tuple(shard_any(torch.empty(shape, device="meta"), kind, k, ctx).shape)))
-    log.info("calibrated convert %s -> %s: %s alpha=%g int8_kv=%s, %d x %d calibration tokens, tp=%d",
-             src, out, algo or dtype, alpha, int8_kv_cache, calib.num_samples, calib.seq_len, tp_size)
+    log.info("calibrated convert %s -> %s: %s alpha=%g kv_cache=%s, %d x %d calibration tokens, tp=%d",
+             src, out, config["quantization"].get("quant_algo") or dtype, alpha, kv, calib.num_samples,
+             calib.seq_len, tp_size)
     calibrator = LayerCalibrator(config, calib.device, keep_inputs=AWQ_KEEP_TOKENS if awq else 0)
     report: dict = {}
     with atomic_output_dir(out, force) as tmp:
@@ -193,7 +208,10 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
                 layer = {r.target[len(prefix):]: materialize(r, ckpt, torch.float32) for r in per_layer[i]}
                 hidden, stats = calibrator.run(layer, hidden)
                 tensors = awq_quantize_layer(layer, stats, groups, group_size, awq_search, report) if awq else \
-                    quantize_layer(layer, stats, groups, alpha, per_channel, per_token, int8_kv_cache, sq)
+                    FP8.fp8_quantize_layer(layer, stats, groups) if fp8 else \
+                    quantize_layer(layer, stats, groups, alpha, per_channel, per_token, kv == "int8", sq, smooth)
+                if kv == "fp8":
+                    tensors["attention.kv_cache_scaling_factor"] = FP8.kv_cache_scale(stats[("attention.kv", "amax")])
                 for rel, dt, _shape, kind in plans[i]:
                     t = tensors[rel].to(dt)
                     for k, w in enumerate(writers):
@@ -206,7 +224,7 @@ def convert_calibrated(src: str | Path, out: str | Path, *, smoothing_groups, dt
             raise
         write_checkpoint_meta(tmp, config, hashes, ckpt, entry, spec, {
             **asdict(options), "precision": precision, "sq_variant": sq_variant if sq else None,
-            "smoothquant_alpha": alpha, "calibration": asdict(calib),
+            "smoothquant_alpha": alpha if smooth else None, "calibration": asdict(calib),
             **({"group_size": group_size, "awq_search": awq_search,
                 "awq_alpha": {k: [round(a, 3) for a, _, _ in v] for k, v in report.items()}} if awq else {})})
     log.info("wrote %s (%d rank file(s))", out, tp_size)

@@ -2,7 +2,8 @@
 
 For a trained HF model (glmtrt.quant.tiny_trained) every precision is converted with glmtrt's own
 pipeline and run by the reference executor (which emulates the engine's quantized kernels) on
-held-out text; the FP16 checkpoint run the same way is the baseline. Reported per precision:
+held-out text (first half of each sequence as the prompt, second half decoded through the KV cache);
+the FP16 checkpoint run the same way is the baseline. Reported per precision:
 perplexity on the held-out text, top-1 agreement with FP16 and mean KL(FP16 || precision).
 """
 from __future__ import annotations
@@ -20,13 +21,16 @@ CONFIGS = (
     ("int8-wo", "int8-wo", None),
     ("int4-wo", "int4-wo", None),
     ("int8-sq a=0.5", "int8-sq", {"alpha": 0.5}),
-    ("int8-sq a=0 (plain W8A8)", "int8-sq", {"alpha": 0.0}),
+    ("int8-sq a=0", "int8-sq", {"alpha": 0.0}),       # s = 1/max|W|: NOT unsmoothed (SmoothQuant eq. 4)
+    ("int8-sq no smoothing (plain W8A8)", "int8-sq", {"smooth": False}),
     ("int8-sq a=0.5 + INT8 KV", "int8-sq", {"alpha": 0.5, "int8_kv_cache": True}),
     ("int8-sq a=0.5 static per-tensor", "int8-sq", {"alpha": 0.5, "sq_variant": "per-tensor"}),
     ("int4-awq g64", "int4-awq", {"group_size": 64}),
     ("int4 RTN g64", "int4-awq", {"group_size": 64, "awq_search": False}),
     ("int4-awq g128", "int4-awq", {"group_size": 128}),
     ("int4 RTN g128", "int4-awq", {"group_size": 128, "awq_search": False}),
+    ("fp8", "fp8", {}),
+    ("fp8 + FP8 KV", "fp8", {"fp8_kv_cache": True}),
 )
 
 
@@ -52,13 +56,23 @@ def held_out_ids(hf_dir: Path, seq_len: int = 64, n: int = 8):
 
 
 def _logits(ckpt: Path, ids):
+    """Logits [n * T, V] of each held-out sequence as the engine produces them: the first half is
+    the prompt (context phase: attention on the qkv GEMM output), the second half is decoded one
+    token at a time, teacher-forced, reading the KV cache (quantized for INT8 / FP8 KV)."""
     import torch
 
     from glmtrt.reference.model import ReferenceModel
 
     model = ReferenceModel.from_checkpoint(ckpt, dtype="auto")
-    with torch.inference_mode():
-        return torch.cat([model.forward(ids[k:k + 1])[0][0].float() for k in range(ids.shape[0])])
+    n, t = ids.shape
+    p = t // 2
+    caches = [model.new_cache(t) for _ in range(n)]
+    rows = [[model.prefill(ids[k, :p].tolist(), caches[k]).float()] for k in range(n)]
+    for j in range(p, t):
+        step = model.decode(ids[:, j].tolist(), caches).float()
+        for k in range(n):
+            rows[k].append(step[k:k + 1])
+    return torch.cat([torch.cat(r) for r in rows])
 
 
 def quality_table(hf_dir: str | Path, work: str | Path, calib_samples: int = 16, calib_seq_len: int = 64,

@@ -1,4 +1,4 @@
-"""Quantized-kernel emulation for the reference executor (int8-sq linears, INT8/FP8 KV cache).
+"""Quantized-kernel emulation for the reference executor (int8-sq, fp8 and AWQ linears, INT8/FP8 KV cache).
 
 What the engine computes, per TensorRT-LLM 1.2.x:
   - SmoothQuant GEMM (`smooth_quant_gemm` plugin, quantization/layers.py SmoothQuantLinear /
@@ -9,6 +9,11 @@ What the engine computes, per TensorRT-LLM 1.2.x:
     activation dtype. Row-parallel linears (dense, proj) quantize each rank's input slice with its
     own per-token scale and the rank outputs are summed (allreduce) in the activation dtype.
     int8 rounding is round-to-nearest-even with saturation (cuda `__float2int_rn`).
+  - FP8 GEMM (quantization/layers.py FP8Linear / FP8RowLinear, the Q/DQ path our rtx4090 profile
+    builds with --gemm_plugin disable): the input is quantized per tensor with the static
+    activation_scaling_factor cast to the model dtype (x / s, saturated to +-448, e4m3 round to
+    nearest even), multiplied with the e4m3 weight accumulating in float32 and scaled by
+    activation x weights scaling factor (both cast to the model dtype); row-parallel ranks are summed.
   - KV cache (gpt_attention plugin, layers/attention.py): K (after rotary) and V are stored as
     int8 round(x * kv_cache_rcp_scaling_factor) (or FP8 e4m3) and read back times
     kv_cache_scaling_factor; the tokens of the current step attend to their own unquantized K/V.
@@ -30,16 +35,16 @@ SQ_LINEARS = {
 }
 #: quant_algo values the reference emulates beyond weight-only (quantization/mode.py QuantAlgo).
 EMULATED_ALGOS = ("W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN",
-                  "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN", "W4A16_AWQ")
+                  "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN", "W4A16_AWQ", "FP8")
 _QUANT_SUFFIXES = ("per_channel_scale", "smoother", "act_scale", "scale_to_int", "quantization_scaling_factor",
                    "kv_cache_scaling_factor", "kv_cache_rcp_scaling_factor", "weights_scaling_factor",
-                   "prequant_scaling_factor")
+                   "prequant_scaling_factor", "activation_scaling_factor")
 
 
 def is_quant_tensor(name: str, tensor=None) -> bool:
     """Scales and int8 weights keep their stored dtype when the reference casts a checkpoint."""
-    if tensor is not None and not tensor.is_floating_point():
-        return True
+    if tensor is not None and (not tensor.is_floating_point() or tensor.element_size() == 1):
+        return True                   # int8 / packed int4 / float8 weights keep their bits
     return name.rsplit(".", 1)[-1] in _QUANT_SUFFIXES
 
 
@@ -185,6 +190,8 @@ def prepare_quantized(config: dict, weights: dict) -> tuple[dict, dict[int, KVQu
             weights.pop(name.replace("kv_cache_scaling", "kv_cache_rcp_scaling"), None)
     if algo == "W4A16_AWQ":
         return _prepare_awq(config, weights), kv
+    if algo == "FP8":
+        return _prepare_fp8(config, weights), kv
     if algo not in SQ_ALGOS.values():
         return weights, kv
     _, per_token = sq_flags(algo)
@@ -265,6 +272,60 @@ def _prepare_awq(config: dict, weights: dict) -> dict:
                                   expected="weight + weights_scaling_factor + prequant_scaling_factor") from None
             w = dequantize_groups(q, scale.to(dt), group).to(dt)     # the kernel dequantizes in the act dtype
             weights[p + "weight"] = AWQLinear(w, pqs.to(dt).reshape(-1), tp if row_parallel else 1, dt)
+    return weights
+
+
+@dataclass
+class FP8Linear:
+    """Per-tensor FP8 W8A8 GEMM (see the module docstring); weight e4m3 [out, in], ranks merged."""
+
+    weight: Any                # float8_e4m3fn [out, in]
+    w_scale: Any               # f32 (1,)
+    a_scale: Any               # f32 (1,)
+    tp_splits: int = 1
+    out_dtype: Any = None
+
+    @property
+    def shape(self):
+        return tuple(self.weight.shape)
+
+    def to(self, device=None, dtype=None) -> "FP8Linear":
+        mv = (lambda t: t.to(device)) if device is not None else (lambda t: t)
+        return FP8Linear(mv(self.weight), mv(self.w_scale), mv(self.a_scale), self.tp_splits, dtype or self.out_dtype)
+
+    def linear(self, x, bias):
+        import torch
+
+        from glmtrt.quant.fp8 import to_e4m3
+
+        dt = self.out_dtype or x.dtype
+        a_s = self.a_scale.reshape(1).to(dt).float()      # cast(activation_scaling_factor, self.dtype)
+        alpha = a_s * self.w_scale.reshape(1).to(dt).float()
+        q = to_e4m3(x.float() / a_s).float()
+        w = self.weight.float()
+        y = None
+        for xr, wr in zip(q.chunk(self.tp_splits, -1), w.chunk(self.tp_splits, 1)):
+            part = (torch.matmul(xr, wr.t()) * alpha).to(dt)  # fp32 accumulate, output in the act dtype
+            y = part if y is None else y + part
+        return y if bias is None else y + bias.to(y.dtype)
+
+
+def _prepare_fp8(config: dict, weights: dict) -> dict:
+    import torch
+
+    tp = int((config.get("mapping") or {}).get("tp_size", 1))
+    for i in range(int(config["num_hidden_layers"])):
+        for lin, (_, row_parallel) in SQ_LINEARS.items():
+            p = f"transformer.layers.{i}.{lin}."
+            try:
+                w = weights.pop(p + "weight")
+                ws, xs = weights.pop(p + "weights_scaling_factor"), weights.pop(p + "activation_scaling_factor")
+            except KeyError as exc:
+                raise GlmtrtError(f"FP8 checkpoint lacks {exc.args[0]}",
+                                  expected="weight + weights_scaling_factor + activation_scaling_factor") from None
+            if w.dtype != torch.float8_e4m3fn:
+                raise GlmtrtError(f"{p}weight is {w.dtype}", expected="float8_e4m3fn (quant_algo FP8)")
+            weights[p + "weight"] = FP8Linear(w, ws.float(), xs.float(), tp if row_parallel else 1)
     return weights
 
 

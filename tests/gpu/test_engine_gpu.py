@@ -29,7 +29,8 @@ CASES = {
     "int8-sq": (dict(dtype="float16", precision="int8-sq"), 2.0, 1),
     "int8-sq+kv": (dict(dtype="float16", precision="int8-sq", int8_kv_cache=True), 2.0, 1),
     "int4-awq": (dict(dtype="float16", precision="int4-awq", group_size=64), 2.0, 1),
-    "fp8": (dict(dtype="bfloat16", quant="fp8"), 2.0, 1),
+    "fp8": (dict(dtype="bfloat16", precision="fp8"), 2.0, 1),
+    "fp8+kv": (dict(dtype="bfloat16", precision="fp8", fp8_kv_cache=True), 2.0, 1),
 }
 PROMPT = [5, 17, 42, 9, 64, 3, 77, 31]
 
@@ -70,7 +71,7 @@ def _engine(tmp_path, hf_dir, precision, tp=1):
     except Exception as exc:                      # quantized conversion not implemented yet
         pytest.skip(f"convert --quant {kw.get('quant')} unavailable: {exc}")
     major, minor = torch.cuda.get_device_capability()
-    if precision == "fp8" and major * 10 + minor < 89:
+    if precision.startswith("fp8") and major * 10 + minor < 89:
         pytest.skip("FP8 needs sm89+")
     job = prepare_build(ckpt, tmp_path / f"engine-{precision}", PROFILE,
                         workload=Workload(max_batch_size=2, max_seq_len=64, gather_context_logits=True),

@@ -114,3 +114,18 @@ def test_kv_int8_quantize_dequantize_matches_numpy():
 def test_kv_cache_scale_is_max_over_all_qkv_channels():
     y = torch.tensor([1.0, 254.0, 3.0])        # the q channel holds the max: upstream takes it too
     assert SQ.kv_cache_scale(y).tolist() == [2.0]
+
+
+def test_no_smoothing_is_not_alpha_zero():
+    """smooth=False writes plain W8A8 (s = 1); alpha 0 still rescales by 1/max|W| (SmoothQuant eq. 4)."""
+    from glmtrt.quant.convert_calibrated import quantize_layer
+
+    g = torch.Generator().manual_seed(6)
+    w, norm = torch.randn(8, 4, generator=g), torch.rand(4, generator=g) + 0.5
+    stats = {("mlp.fc", "x"): torch.rand(4, generator=g) + 1, ("mlp.fc", "y"): torch.rand(8, generator=g) + 1}
+    group = (SmoothGroup("mlp.fc", 4, "halves", norm="post_layernorm"),)
+    layer = {"mlp.fc.weight": w, "post_layernorm.weight": norm}
+    plain = quantize_layer(layer, stats, group, 0.0, True, True, False, smooth=False)
+    a0 = quantize_layer(layer, stats, group, 0.0, True, True, False)
+    assert torch.equal(plain["post_layernorm.weight"], norm)
+    torch.testing.assert_close(a0["post_layernorm.weight"], norm * w.abs().amax(dim=0))

@@ -32,6 +32,7 @@ QUANT_ALGOS = {
     # calibrated (glmtrt.quant.convert_calibrated); --sq-variant picks the other W8A8_SQ_* plugins
     "int8-sq": "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN",
     "int4-awq": "W4A16_AWQ",    # + group_size / pre_quant_scale / exclude_modules set by convert_calibrated
+    "fp8": "FP8",               # per-tensor FP8 W8A8 (glmtrt.quant.fp8), calibrated by convert_calibrated
 }
 KV_CACHE_ALGOS = {None: None, "int8": "INT8", "fp8": "FP8"}
 
@@ -40,8 +41,7 @@ def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = Non
     """The `quantization` block: only the non-default QuantConfig keys, valid for 0.13 and 1.2."""
     if quant not in QUANT_ALGOS:
         raise GlmtrtError(f"unsupported --quant '{quant}'",
-                          expected="one of: " + ", ".join(q for q in QUANT_ALGOS if q),
-                          fix="fp8 is not implemented yet")
+                          expected="one of: " + ", ".join(q for q in QUANT_ALGOS if q))
     if kv_cache_dtype not in KV_CACHE_ALGOS:
         raise GlmtrtError(f"unsupported --kv-cache-dtype '{kv_cache_dtype}'",
                           expected="one of: " + ", ".join(k for k in KV_CACHE_ALGOS if k))
