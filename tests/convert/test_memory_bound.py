@@ -115,4 +115,6 @@ def test_peak_rss_of_a_fresh_process_stays_below_one_tensor(big_src, tmp_path):
     got = json.loads(res.stdout.strip().splitlines()[-1])
     # allocator and thread-stack slack on top of the bound, still well below one 32 MiB tensor
     assert got["streamed"] <= bound(2) + 12 * MiB < EMB_BYTES, f"peak RSS grew by {got['streamed'] / MiB:.1f} MiB"
-    assert got["materialised"] >= EMB_BYTES, "the RSS measurement missed a materialised tensor"
+    # a materialised 32 MiB tensor may land partly on heap pages the first run left resident (seen: 40 KiB
+    # short), so allow 1 MiB; that is still far above the streamed bound
+    assert got["materialised"] >= EMB_BYTES - MiB > bound(2) + 12 * MiB, "the RSS measurement missed a materialised tensor"
