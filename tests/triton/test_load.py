@@ -119,33 +119,35 @@ def _engine_stream(url, ids, n):
 
 
 def test_pacing_mode(tmp_path, scripted, tok_dir):
-    """--pace-ttft-ms 300 --pace-itl-ms 100: first token after ~300 ms, then one every 100 ms, at 1 and 16
-    streams (the schedule holds while a batched step fits in the interval: a few ms for this model on an
-    idle 2-core machine)."""
+    """--pace-ttft-ms 500 --pace-itl-ms 250: first token after ~500 ms, then one every 250 ms, at 1 and 16
+    streams. The schedule is fixed from each request's arrival, so no token is ever early; lateness (queueing,
+    prefill, a starved machine) is bounded generously: CI shares 2 cores, and a test run under other jobs'
+    load (average 5-9) made the earlier 100 ms interval miss its tolerance."""
     pytest.importorskip("tritonclient.grpc")
     from click.testing import CliRunner
 
     from glmtrt.cli import main
     from glmtrt.triton.server import TritonServer
 
+    ttft, itl, n_tok = 0.5, 0.25, 12
     out = tmp_path / "paced"
     res = CliRunner().invoke(main, ["repo", str(scripted[0]), "--engine", "reference", "--tokenizer", str(tok_dir),
-                                    "-o", str(out), "--max-batch-size", "32", "--pace-ttft-ms", "300",
-                                    "--pace-itl-ms", "100"])
+                                    "-o", str(out), "--max-batch-size", "32", "--pace-ttft-ms", "500",
+                                    "--pace-itl-ms", "250"])
     assert res.exit_code == 0, res.output
-    assert 'key: "pace_itl_ms"  value: { string_value: "100" }' in (out / "tensorrt_llm" / "config.pbtxt").read_text()
+    assert 'key: "pace_itl_ms"  value: { string_value: "250" }' in (out / "tensorrt_llm" / "config.pbtxt").read_text()
     with TritonServer(out, ready_timeout=300) as srv:
         for n in (1, 16):
             with cf.ThreadPoolExecutor(n) as pool:
-                runs = list(pool.map(lambda i: _engine_stream(srv.grpc_url, [5, 6, 7 + i], 12), range(n)))
+                runs = list(pool.map(lambda i: _engine_stream(srv.grpc_url, [5, 6, 7 + i], n_tok), range(n)))
             for stamps in runs:
-                assert len(stamps) == 12
-                gaps = np.diff(stamps)
-                # never early; late only by queueing + prefill (generous: CI shares 2 cores)
-                assert 0.3 <= stamps[0] <= 0.3 + 1.0, stamps[0]
-                # after the first token, the schedule: one every 100 ms
-                assert np.median(gaps) == pytest.approx(0.1, rel=0.25)
-                assert stamps[-1] - stamps[0] == pytest.approx(11 * 0.1, abs=0.15)
+                assert len(stamps) == n_tok
+                due_last = ttft + (n_tok - 1) * itl
+                # never early (the schedule starts at arrival, after the send); late by at most 1 s
+                assert ttft <= stamps[0] <= ttft + 1.0, stamps
+                assert due_last <= stamps[-1] <= due_last + 1.0, stamps
+                # between the first and the last, one token per interval
+                assert np.median(np.diff(stamps)) == pytest.approx(itl, rel=0.2), stamps
     bad = CliRunner().invoke(main, ["repo", str(scripted[0]), "--engine", "reference", "--tokenizer", str(tok_dir),
                                     "-o", str(tmp_path / "x"), "--pace-itl-ms", "-1"])
     assert bad.exit_code == 2 and "--pace-itl-ms" in bad.output
