@@ -87,21 +87,22 @@ def make_checkpoint(d: Path, shards: int = 7) -> None:
     (d / "config.json").write_text(json.dumps(CHATGLM3_6B, indent=2))
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one process. The RSS comes from GNU time, which forks the
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one process. The RSS comes from GNU time, which forks the
     command from its own small process: a child forked from this Python process would report this
     process's RSS as its peak (Linux carries the parent's high-water mark across fork + exec)."""
     gnu_time = shutil.which("time") or "/usr/bin/time"
     if not os.path.exists(gnu_time):
         sys.exit("GNU time (/usr/bin/time, Debian package 'time') is needed to measure peak RSS")
     t0 = time.perf_counter()
-    res = subprocess.run([gnu_time, "-f", "GLMTRT_MAXRSS_KB=%M", *cmd], stdout=subprocess.DEVNULL,
+    res = subprocess.run([gnu_time, "-f", "GLMTRT_MAXRSS_KB=%M GLMTRT_CPU_S=%U+%S", *cmd], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
     if res.returncode:
         sys.exit(f"{cmd} failed ({res.returncode}):\n{res.stderr[-3000:]}")
-    kib = int(res.stderr.rsplit("GLMTRT_MAXRSS_KB=", 1)[1].split()[0])
-    return wall, kib / 1024
+    tail = res.stderr.rsplit("GLMTRT_MAXRSS_KB=", 1)[1].split()
+    user, system = (float(x) for x in tail[1].removeprefix("GLMTRT_CPU_S=").split("+"))
+    return wall, int(tail[0]) / 1024, user + system
 
 
 def warm(src: Path) -> float:
@@ -153,6 +154,7 @@ def main() -> None:
     first_warm = warm(src)
     walls: dict[str, list[float]] = {c: [] for c in ["cp", "cp+sync", *cases]}
     rss: dict[str, list[float]] = {c: [] for c in ["cp", *cases]}
+    cpu: dict[str, list[float]] = {c: [] for c in ["cp", *cases]}
     checked = False
     for k in range(args.runs):
         for case in ["cp", *cases]:
@@ -161,14 +163,15 @@ def main() -> None:
             warm(src)
             cmd = ["cp", "-r", str(src), str(dst)] if case == "cp" else \
                 [glmtrt, "convert", str(src), "-o", str(dst), "--no-progress", *CASES[case]]
-            wall, peak = timed(cmd)
+            wall, peak, cpu_s = timed(cmd)
             t0 = time.perf_counter()
             subprocess.run(["sync"], check=True)
             if case == "cp":
                 walls["cp+sync"].append(wall + time.perf_counter() - t0)
             walls[case].append(wall)
             rss[case].append(peak)
-            print(f"round {k + 1} {case}: {wall:.1f} s, peak RSS {peak:.0f} MiB", file=sys.stderr)
+            cpu[case].append(cpu_s)
+            print(f"round {k + 1} {case}: {wall:.1f} s, CPU {cpu_s:.1f} s, peak RSS {peak:.0f} MiB", file=sys.stderr)
             if case != "cp" and not checked:
                 from glmtrt.checkpoint.manifest import verify_files
 
@@ -183,13 +186,14 @@ def main() -> None:
     print(f"source: {size / 1e9:.2f} GB in {len(list(src.glob('*.safetensors')))} shards; first warm read "
           f"{first_warm:.1f} s; torch build installed: {torch_build(py)}; convert imports torch: "
           f"{'yes' if imports_torch else 'no'}; {args.runs} rounds of [cp, {', '.join(cases)}]")
-    print("\n| run | median wall (runs) | vs cp | peak RSS |\n|---|---|---|---|")
+    print("\n| run | median wall (runs) | vs cp | CPU user+sys (median) | peak RSS |\n|---|---|---|---|---|")
     for case in ["cp", "cp+sync", *cases]:
         med = statistics.median(walls[case])
         runs = ", ".join(f"{w:.1f}" for w in walls[case])
         peak = f"{max(rss[case]):.0f} MiB" if case in rss else "-"
+        cpu_med = f"{statistics.median(cpu[case]):.1f} s" if case in cpu else "-"
         label = {"cp": "`cp -r`", "cp+sync": "`cp -r` then `sync`"}.get(case, f"`glmtrt convert {' '.join(CASES.get(case, []))}`")
-        print(f"| {label} | {med:.1f} s ({runs}) | {med / cp:.2f}x | {peak} |")
+        print(f"| {label} | {med:.1f} s ({runs}) | {med / cp:.2f}x | {cpu_med} | {peak} |")
 
 
 if __name__ == "__main__":

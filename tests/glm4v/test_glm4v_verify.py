@@ -72,3 +72,19 @@ def test_image_flag_on_a_text_checkpoint(tmp_path, image_file):
     ck.mkdir()
     res = CliRunner().invoke(main, ["verify", str(ck), "--hf", str(tmp_path), "--image", str(image_file)])
     assert res.exit_code == 2 and "GLM-4.1V" in res.output
+
+
+@pytest.mark.parametrize("dtype,bound", [("float16", 5e-3), ("bfloat16", 5e-2)])
+def test_verify_half_precision(tiny_glm4v, image_file, tmp_path, dtype, bound):
+    """FP16 / BF16 conversions verify against the FP32 transformers model under their tolerance rows
+    (measured: FP16 max-abs 1.5e-3, BF16 1.1e-2; docs/INTERFACES.md section 7)."""
+    from glmtrt.convert.pipeline import convert_checkpoint
+
+    out = tmp_path / dtype
+    convert_checkpoint(tiny_glm4v[0], out, dtype=dtype, progress=False)
+    res = _verify(out, tiny_glm4v[0], "--image", str(image_file))
+    assert res.exit_code == 0, res.output
+    rep = _report(res)
+    assert rep["passed"] and rep["tolerance_key"] == dtype and len(rep["prompts"]) == 4
+    assert 0 < rep["max_abs"] <= bound            # half precision really rounds, within the bound
+    assert min(p["cosine"] for p in rep["prompts"]) >= rep["tolerance"]["min_cosine"]
