@@ -195,17 +195,17 @@ class TritonPythonModel:
                 for text, resp in self._responses(request, True, info=info):
                     if sender.is_cancelled():
                         break
-                    sender.send(self._response(text, resp, info))
+                    common.send(sender, self._response(text, resp, info))
                     info = {}
-                sender.send(flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                common.send(sender, None, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
             else:
-                sender.send(self._collect(request), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                common.send(sender, self._collect(request), pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except RequestError as exc:
-            sender.send(common.error_response(f"tensorrt_llm_bls: {exc}"), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            common.send(sender, common.error_response(f"tensorrt_llm_bls: {exc}"), pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as exc:  # keep serving; say what happened
             log.exception("tensorrt_llm_bls failed")
-            sender.send(common.error_response(f"tensorrt_llm_bls: internal error: {exc}"),
-                        flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            common.send(sender, common.error_response(f"tensorrt_llm_bls: internal error: {exc}"),
+                        pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
     def _collect(self, request):
         parts, last, info = [], None, {}

@@ -130,6 +130,27 @@ def error_response(message: str):
 
 
 # ---- request parameters -----------------------------------------------------------------
+def send(sender, response=None, flags: int = 0) -> None:
+    """`sender.send(response, flags)`, holding a Python reference to every output tensor until it returns.
+
+    Why (issue #13, the stub segfault in `_PyObject_Malloc`): python_backend's `ResponseSender::Send`
+    (src/response_sender.cc, r24.10 = Triton 2.51) releases the GIL first, then drops the outputs the
+    requester did not ask for (`InferResponse::PruneOutputTensors`). A dropped tensor whose last owner
+    was the response is destroyed right there, and with it its numpy array: a Py_DECREF and a pymalloc
+    free without the GIL, which corrupts the object heap when another thread (our engine loop) allocates
+    at the same moment. With these references alive the prune only releases the response's share, and
+    the tensors die after the call, under the GIL. Every decoupled send in our models goes through here.
+    """
+    held = response.output_tensors() if response is not None and hasattr(response, "output_tensors") else None
+    try:
+        if response is None:
+            sender.send(flags=flags)
+        else:
+            sender.send(response, flags=flags)
+    finally:
+        del held
+
+
 def request_parameters(request, *, strict: bool) -> dict[str, Any]:
     """The request's parameters (JSON object). With `strict`, unknown keys and bad values raise."""
     raw = request.parameters() if hasattr(request, "parameters") else "{}"

@@ -188,7 +188,7 @@ class TritonPythonModel:
                 req = self._parse(request)
             except RequestError as exc:
                 err = common.error_response(f"tensorrt_llm: {exc}")
-                self.loop.post(lambda s=sender, e=err: s.send(e, flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+                self.loop.post(lambda s=sender, e=err: common.send(s, e, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
                 continue
             self.loop.submit(Job(req, on_step=self._on_step, on_done=self._on_done, context=sender,
                                  cancelled=sender.is_cancelled if req.streaming else None))
@@ -196,17 +196,17 @@ class TritonPythonModel:
 
     def _on_step(self, job: Job, step) -> None:
         if job.req.streaming:
-            job.context.send(common.pb().InferenceResponse(output_tensors=self._tensors(job.req, step, [step.token])))
+            common.send(job.context, common.pb().InferenceResponse(output_tensors=self._tensors(job.req, step, [step.token])))
 
     def _on_done(self, job: Job, exc) -> None:
         pb = common.pb()
         final = pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         if exc is not None:
-            job.context.send(common.error_response(f"tensorrt_llm: generation failed: {exc}"), flags=final)
+            common.send(job.context, common.error_response(f"tensorrt_llm: generation failed: {exc}"), final)
         elif job.req.streaming:
-            job.context.send(flags=final)
+            common.send(job.context, None, final)
         else:
-            job.context.send(self._full(job), flags=final)
+            common.send(job.context, self._full(job), final)
 
     def _blocking(self, requests):
         """Non-decoupled model: wait for every request of this batch, answer in order."""
