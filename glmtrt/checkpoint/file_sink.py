@@ -23,6 +23,7 @@ import queue
 import threading
 from typing import Any
 
+from glmtrt.checkpoint.writeback import CHUNK as WRITEBACK_CHUNK, Writeback
 from glmtrt.errors import GlmtrtError
 
 #: Bytes read per hashing step of a file range (small enough to stay in the CPU cache).
@@ -125,6 +126,7 @@ class FileSink:
         self._error: BaseException | None = None
         self._abort = False
         self._use_cfr = hasattr(os, "copy_file_range")
+        self._writeback = Writeback(self._fd)   # bounded dirty pages: the disk works while we write
         self._hash_buf: memoryview | None = None
         self._lanes = [queue.SimpleQueue(), queue.SimpleQueue()]
         self._threads = [threading.Thread(target=self._run, args=(q, fn), daemon=True,
@@ -220,11 +222,13 @@ class FileSink:
     def _write(self, p: _Piece) -> None:
         if p.data is not None:
             _pwrite_all(self._fd, p.data, p.dst_off)
+            self._writeback.advance(p.dst_off + p.nbytes)
             return
         done = 0
         while done < p.nbytes and self._use_cfr:
-            try:
-                n = os.copy_file_range(p.src_fd, self._fd, p.nbytes - done, p.src_off + done, p.dst_off + done)
+            try:     # a write-back chunk per call, so write-back starts as the copy goes
+                n = os.copy_file_range(p.src_fd, self._fd, min(p.nbytes - done, WRITEBACK_CHUNK),
+                                       p.src_off + done, p.dst_off + done)
             except OSError as exc:
                 if exc.errno not in _NO_CFR:
                     raise
@@ -234,8 +238,10 @@ class FileSink:
                 raise GlmtrtError(f"a source file ended while copying into {self.path}",
                                   fix="the source changed during the conversion; run it again")
             done += n
+            self._writeback.advance(p.dst_off + done)
         if done < p.nbytes:
             _copy_through_memory(p.src_fd, p.src_off + done, self._fd, p.dst_off + done, p.nbytes - done)
+            self._writeback.advance(p.dst_off + p.nbytes)
 
     def _hash(self, p: _Piece) -> None:
         if p.data is not None:
