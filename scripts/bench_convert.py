@@ -7,8 +7,8 @@
 1. writes a random FP16 checkpoint with the exact tensor names/shapes of THUDM/chatglm3-6b
    (7 safetensors shards + index, 12.49 GB) unless it is already there (not timed);
 2. reads the source once (warm page cache) and again before every timed run;
-3. runs `cp -r` of the source and the conversions (fp16 tp1, fp16 tp2, int8-wo tp1) alternately,
-   `--runs` rounds of [cp, tp1, tp2, int8-wo], on the same disk; after each run (not timed) the
+3. runs `cp -r` of the source and the conversions (fp16 tp1, fp16 tp2, int8-wo and int4-wo tp1) alternately,
+   `--runs` rounds of [cp, tp1, tp2, int8-wo, int4-wo], on the same disk; after each run (not timed) the
    output is flushed with `sync` (reported for cp: cp + sync) and deleted, so no run pays for the
    previous one's write-back; `glmtrt convert` fsyncs its files itself, inside its time;
 4. checks the first converted output against its manifest (sha256 of every file, not timed);
@@ -41,7 +41,8 @@ CHATGLM3_6B = {
     "pad_token_id": 0,
 }
 CASES = {"tp1": ["--dtype", "float16"], "tp2": ["--dtype", "float16", "--tp-size", "2"],
-         "int8-wo": ["--dtype", "float16", "--quant", "int8-wo"]}
+         "int8-wo": ["--dtype", "float16", "--quant", "int8-wo"],
+         "int4-wo": ["--dtype", "float16", "--quant", "int4-wo"]}
 
 
 def tensor_shapes(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
@@ -138,8 +139,8 @@ def convert_imports_torch(py: str, glmtrt: str, workdir: Path) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/glmtrt-bench"))
-    ap.add_argument("--runs", type=int, default=3, help="rounds of [cp, tp1, tp2, int8-wo]")
-    ap.add_argument("--cases", default="tp1,tp2,int8-wo", help=f"comma-separated subset of {','.join(CASES)}")
+    ap.add_argument("--runs", type=int, default=3, help="rounds of [cp, tp1, tp2, int8-wo, int4-wo]")
+    ap.add_argument("--cases", default="tp1,tp2,int8-wo,int4-wo", help=f"comma-separated subset of {','.join(CASES)}")
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     src, dst = args.workdir / "chatglm3-6b-random", args.workdir / "out"

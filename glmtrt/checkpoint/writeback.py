@@ -15,9 +15,9 @@ conversion ends (the next stage reads it from disk once).
 
 Measured on the CI machine kind (2 cores, 24 GiB, ext4 on virtio in a Firecracker VM), copying the
 12.49 GB bench checkpoint into one file with copy_file_range in 16 MiB steps, then fsync, three
-rounds alternated: 8.4-11.1 s with write-back and dropping, 30.9-33.2 s with write-back alone
-(system time 8-10 s against 30-32 s); plain copies without either took 27-56 s, `cp` 21-38 s.
-On this VM, allocating fresh page-cache pages is what makes a copy slow.
+rounds alternated (scripts/bench_writeback.py; docs/BENCHMARKS.md): median 8.3 s with write-back
+and dropping, 20.3 s with write-back alone, 19.1 s with neither, `cp -r` 28.2 s; system time
+7.9 s against 17.6-27.8 s. On this VM, allocating fresh page-cache pages is what makes a copy slow.
 
 `sync_file_range(2)` is Linux-only; elsewhere (or if the call is refused) this is a no-op and the
 fsync at close does all the work, as before.

@@ -89,6 +89,18 @@ def combined_shape(row: Row, source_shapes: Mapping[str, tuple[int, ...]]) -> tu
     raise ValueError(f"unknown combine {row.combine!r}")
 
 
+def name_list(names: Sequence[str], show: int = 8) -> str:
+    """The first `show` names, comma-separated, with " ..." when there are more."""
+    return ", ".join(names[:show]) + (" ..." if len(names) > show else "")
+
+
+def lacks_error(missing: Sequence[str], *, expected: str, fix: str, what: str = "tensor(s)",
+                show: int = 8) -> GlmtrtError:
+    """The error for a checkpoint without some tensors, naming the first `show` of them."""
+    return GlmtrtError(f"the checkpoint lacks {len(missing)} {what}: {name_list(missing, show)}",
+                       expected=expected, fix=fix)
+
+
 def check_plan(rows: Sequence[Row], source_shapes: Mapping[str, tuple[int, ...]],
                ignored: Iterable[str]) -> None:
     """Completeness both ways plus shapes; raises GlmtrtError naming the offending tensors."""
@@ -96,17 +108,14 @@ def check_plan(rows: Sequence[Row], source_shapes: Mapping[str, tuple[int, ...]]
     wanted = {s for r in rows for s in r.sources}
     missing = sorted(wanted - set(source_shapes))
     if missing:
-        raise GlmtrtError(
-            f"the checkpoint lacks {len(missing)} tensor(s): {', '.join(missing[:8])}"
-            + (" ..." if len(missing) > 8 else ""),
-            expected="every weight of the architecture named in config.json",
-            fix="check that all shards listed in the index are present and that config.json matches the weights")
+        raise lacks_error(missing, expected="every weight of the architecture named in config.json",
+                          fix="check that all shards listed in the index are present and that config.json "
+                              "matches the weights")
     extra = sorted(n for n in source_shapes
                    if n not in wanted and not any(fnmatch.fnmatchcase(n, p) for p in ignored))
     if extra:
         raise GlmtrtError(
-            f"the checkpoint has {len(extra)} tensor(s) the map does not use: {', '.join(extra[:8])}"
-            + (" ..." if len(extra) > 8 else ""),
+            f"the checkpoint has {len(extra)} tensor(s) the map does not use: {name_list(extra)}",
             expected="only the weights of the architecture in config.json",
             fix="the weights do not match config.json (e.g. more layers than num_layers) or the model "
                 "is a variant glmtrt does not know")

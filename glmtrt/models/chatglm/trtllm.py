@@ -48,31 +48,43 @@ def quantization_dict(quant: str | None = None, kv_cache_dtype: str | None = Non
     return quantization_block({"quant_algo": QUANT_ALGOS[quant], "kv_cache_quant_algo": KV_CACHE_ALGOS[kv_cache_dtype]})
 
 
-def trtllm_config(spec: ChatGLMSpec, *, dtype: str, tp_size: int = 1,
-                  quant: str | None = None, kv_cache_dtype: str | None = None) -> dict[str, Any]:
-    """The checkpoint `config.json` dict for `spec` converted to `dtype` over `tp_size` ranks."""
+def common_fields(spec: Any, *, architecture: str, position_embedding_type: str, dtype: str,
+                  tp_size: int = 1, quant: str | None = None,
+                  kv_cache_dtype: str | None = None) -> dict[str, Any]:
+    """The `PretrainedConfig.to_dict` fields every GLM decoder checkpoint writes the same way
+    (tensorrt_llm/models/modeling_utils.py): sizes from `spec` (a ChatGLMSpec or Glm4vSpec), the
+    mapping, the quantization block and an unsharded, unshared embedding."""
     if dtype not in DTYPES:
         raise GlmtrtError(f"unsupported dtype '{dtype}'", expected=" | ".join(DTYPES))
     return {
-        "architecture": TRTLLM_ARCHITECTURE,
+        "architecture": architecture,
         "dtype": dtype,
         "vocab_size": spec.vocab_size,
         "hidden_size": spec.hidden_size,
         "num_hidden_layers": spec.num_layers,
         "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_size": spec.head_size,
+        "intermediate_size": spec.intermediate_size,
         "hidden_act": "swiglu",
         "logits_dtype": "float32",
         "norm_epsilon": spec.norm_eps,
-        "position_embedding_type": "rope_gptj",
-        "num_key_value_heads": spec.num_kv_heads,
-        "intermediate_size": spec.intermediate_size,
+        "position_embedding_type": position_embedding_type,
         "max_position_embeddings": spec.max_position_embeddings,
         "mapping": {"world_size": tp_size, "tp_size": tp_size, "pp_size": 1},
         "quantization": quantization_dict(quant, kv_cache_dtype),
         "use_parallel_embedding": False,
         "embedding_sharding_dim": 0,
         "share_embedding_table": False,
-        "head_size": spec.head_size,
+    }
+
+
+def trtllm_config(spec: ChatGLMSpec, *, dtype: str, tp_size: int = 1,
+                  quant: str | None = None, kv_cache_dtype: str | None = None) -> dict[str, Any]:
+    """The checkpoint `config.json` dict for `spec` converted to `dtype` over `tp_size` ranks."""
+    return {
+        **common_fields(spec, architecture=TRTLLM_ARCHITECTURE, position_embedding_type="rope_gptj",
+                        dtype=dtype, tp_size=tp_size, quant=quant, kv_cache_dtype=kv_cache_dtype),
         "qk_layernorm": False,
         "rotary_embedding_dim": spec.head_size,
         "chatglm_version": spec.chatglm_version,

@@ -28,15 +28,14 @@ VISION_ONNX = "encoder.onnx"
 
 def check_vision_tower(spec, shapes) -> None:
     """A Glm4v checkpoint must hold the whole vision tower; say which tensors are missing."""
+    from glmtrt.convert.mapping import lacks_error
     from glmtrt.models.glm4v.weights import vision_required
 
     missing = [n for n in vision_required(spec) if n not in shapes]
     if missing:
-        raise GlmtrtError(
-            f"the checkpoint lacks {len(missing)} vision-tower tensor(s): {', '.join(missing[:6])}"
-            + (" ..." if len(missing) > 6 else ""),
-            expected="a Glm4vForConditionalGeneration checkpoint with model.visual.* weights",
-            fix="download the full GLM-4.1V / AutoGLM-Phone-9B repository (all safetensors shards)")
+        raise lacks_error(missing, what="vision-tower tensor(s)", show=6,
+                          expected="a Glm4vForConditionalGeneration checkpoint with model.visual.* weights",
+                          fix="download the full GLM-4.1V / AutoGLM-Phone-9B repository (all safetensors shards)")
 
 
 def vision_config(spec) -> dict:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from glmtrt.errors import GlmtrtError
-from glmtrt.models.chatglm.trtllm import DTYPES, quantization_dict
+from glmtrt.models.chatglm.trtllm import common_fields
 from glmtrt.models.glm4v.config import Glm4vSpec
 
 ENGINE_ARCHITECTURE = "Glm4vForCausalLM"
@@ -23,33 +22,14 @@ ENGINE_ARCHITECTURE = "Glm4vForCausalLM"
 def trtllm_config(spec: Glm4vSpec, *, dtype: str, tp_size: int = 1,
                   quant: str | None = None, kv_cache_dtype: str | None = None) -> dict[str, Any]:
     """The llm/ `config.json` dict for `spec` converted to `dtype` over `tp_size` ranks."""
-    if dtype not in DTYPES:
-        raise GlmtrtError(f"unsupported dtype '{dtype}'", expected=" | ".join(DTYPES))
     return {
-        "architecture": ENGINE_ARCHITECTURE,
-        "dtype": dtype,
-        "vocab_size": spec.vocab_size,
-        "hidden_size": spec.hidden_size,
-        "num_hidden_layers": spec.num_layers,
-        "num_attention_heads": spec.num_heads,
-        "num_key_value_heads": spec.num_kv_heads,
-        "head_size": spec.head_size,
-        "intermediate_size": spec.intermediate_size,
-        "hidden_act": "swiglu",
-        "logits_dtype": "float32",
-        "norm_epsilon": spec.norm_eps,
-        "position_embedding_type": "mrope",
+        **common_fields(spec, architecture=ENGINE_ARCHITECTURE, position_embedding_type="mrope",
+                        dtype=dtype, tp_size=tp_size, quant=quant, kv_cache_dtype=kv_cache_dtype),
         "rotary_base": spec.rope_theta,
         "rotary_pct": spec.partial_rotary_factor,
         "rotary_embedding_dim": spec.rotary_dim,
         "rotary_scaling": None,
         "mrope_section": list(spec.mrope_section),
-        "max_position_embeddings": spec.max_position_embeddings,
-        "mapping": {"world_size": tp_size, "tp_size": tp_size, "pp_size": 1},
-        "quantization": quantization_dict(quant, kv_cache_dtype),
-        "use_parallel_embedding": False,
-        "embedding_sharding_dim": 0,
-        "share_embedding_table": False,
         "attn_bias": True,
         "dense_bias": False,
         "mlp_bias": False,
