@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_convert import warm          # scripts/ is on sys.path when this runs as a script
 from glmtrt.checkpoint.writeback import CHUNK, Writeback
 
 MODES = {"plain": None, "wb": False, "wb+drop": True}
@@ -63,7 +64,7 @@ def main() -> None:
         for mode in wall:
             shutil.rmtree(dst, ignore_errors=True)
             subprocess.run(["sync"], check=True)
-            subprocess.run(["cat", *map(str, sorted(src.glob("*.safetensors")))], stdout=subprocess.DEVNULL, check=True)
+            warm(src)
             t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
             if mode == "cp":
                 subprocess.run(["cp", "-r", str(src), str(dst)], check=True)

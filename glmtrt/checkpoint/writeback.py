@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import errno
 import os
 import sys
 from typing import Callable
@@ -37,6 +38,8 @@ LAG = 4
 # linux/fs.h: SYNC_FILE_RANGE_WAIT_BEFORE = 1, SYNC_FILE_RANGE_WRITE = 2, SYNC_FILE_RANGE_WAIT_AFTER = 4
 START = 2
 WAIT = 1 | 2 | 4
+#: errors that mean "not for this file" (the fsync at close does all the work instead)
+_UNSUPPORTED = {errno.EBADF, errno.EINVAL, errno.ESPIPE, errno.ENOSYS, errno.EOPNOTSUPP}
 
 
 def _libc_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -69,7 +72,7 @@ class Writeback:
             raise ValueError(f"chunk {chunk} must be > 0 and lag {lag} >= 0")
         self.fd, self.chunk, self.lag = fd, chunk, lag
         self.started = 0                     # write-back requested for [0, started)
-        self._pending: collections.deque[tuple[int, int]] = collections.deque()
+        self._pending: collections.deque[int] = collections.deque()   # offsets of started chunks
         self._sync = sync
         self._drop = drop and hasattr(os, "posix_fadvise")
 
@@ -80,22 +83,22 @@ class Writeback:
         while end - self.started >= self.chunk:
             if not self._call(self.started, self.chunk, START):
                 return
-            self._pending.append((self.started, self.chunk))
+            self._pending.append(self.started)
             self.started += self.chunk
             while len(self._pending) > self.lag:
-                off, n = self._pending.popleft()
-                if not self._call(off, n, WAIT):
+                off = self._pending.popleft()
+                if not self._call(off, self.chunk, WAIT):
                     return
                 if self._drop:            # clean now: dropping cannot lose data
-                    os.posix_fadvise(self.fd, off, n, os.POSIX_FADV_DONTNEED)
+                    os.posix_fadvise(self.fd, off, self.chunk, os.POSIX_FADV_DONTNEED)
 
     def _call(self, off: int, n: int, flags: int) -> bool:
         if self._sync(self.fd, off, n, flags) == 0:
             return True
         err = ctypes.get_errno()
-        if err in (0, 4):                    # EINTR: the fsync at close still covers these bytes
+        if err in (0, errno.EINTR):          # the fsync at close still covers these bytes
             return True
-        if err in (9, 22, 29, 38, 95):       # EBADF, EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP: not for this file
+        if err in _UNSUPPORTED:
             self._sync = None
             return False
         raise OSError(err, f"sync_file_range: {os.strerror(err)}")
